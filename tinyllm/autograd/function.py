@@ -1,0 +1,131 @@
+"""`Function`, the unit of autograd: an op's forward and backward on raw arrays, side by side.
+
+A subclass implements `forward(self, *arrays, **params) -> array` and
+`backward(self, grad) -> array | tuple of arrays` (one gradient per input, None where an input
+needs none). Inside both, `self.xp` is the array namespace of the inputs' backend. Whatever
+`forward` stores on `self` for backward is dropped once backward has run.
+
+Gradients of broadcast inputs are reduced to the input's shape here, in `sum_to`, once for all
+ops: an op's backward may return a gradient of the broadcast shape.
+"""
+
+from __future__ import annotations
+
+from tinyllm.autograd.grad_mode import _GradMode
+from tinyllm.errors import DeviceError, GraphError
+
+
+class Function:
+    """Base class of every differentiable op."""
+
+    xp = None
+    backend = None
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *tensors, **params):
+        """Run forward on the tensors' arrays; return a Tensor that remembers this call for backward."""
+        fn = cls()
+        backend = tensors[0]._backend
+        for t in tensors:
+            if t._backend is not backend:
+                raise DeviceError(
+                    f"{cls.__name__}: tensors on different devices "
+                    f"({backend.name!r} and {t._backend.name!r}); move them with .to(device)"
+                )
+        fn.backend = backend
+        fn.xp = backend.xp
+        out = fn.forward(*[t.data for t in tensors], **params)
+        if _GradMode.enabled:
+            for t in tensors:
+                if t.requires_grad:
+                    fn.inputs = tensors
+                    return Tensor._wrap(out, backend, True, fn)
+        return Tensor._wrap(out, backend, False, None)
+
+    def release(self) -> None:
+        """Drop the inputs and everything saved for backward; the graph cannot be walked again."""
+        self.__dict__.clear()
+        self.released = True
+
+    released = False
+
+
+def sum_to(xp, grad, shape: tuple):
+    """Return `grad` summed over the axes that broadcasting added or stretched, to `shape`."""
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+    )
+    if axes:
+        grad = xp.sum(grad, axis=axes, keepdims=True)
+    if extra:
+        grad = xp.reshape(grad, shape)
+    return grad
+
+
+def topological_order(root) -> list:
+    """Return the tensors of root's graph that need a gradient, each after all that it feeds.
+
+    Iterative depth-first search, so a graph 100,000 ops deep needs no recursion.
+    """
+    order = []
+    visited = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        fn = node.grad_fn
+        if fn is not None:
+            if fn.released:
+                raise GraphError(
+                    "backward through a graph whose saved arrays were already freed by an "
+                    "earlier backward(); call backward(retain_graph=True) the first time"
+                )
+            for parent in fn.inputs:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def run_backward(root, grad, retain_graph: bool = False) -> None:
+    """Propagate `grad` (d loss / d root) to every leaf of root's graph, adding into `.grad`."""
+    grads = {id(root): grad}
+    for node in topological_order(root):
+        node_grad = grads.pop(id(node), None)
+        if node_grad is None:
+            continue
+        fn = node.grad_fn
+        if fn is None or node._retains_grad:
+            node._accumulate(node_grad)
+        if fn is None:
+            continue
+        input_grads = fn.backward(node_grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        xp = fn.xp
+        for parent, parent_grad in zip(fn.inputs, input_grads):
+            if parent_grad is None or not parent.requires_grad:
+                continue
+            if parent_grad.shape != parent.data.shape:
+                parent_grad = sum_to(xp, parent_grad, parent.data.shape)
+            key = id(parent)
+            previous = grads.get(key)
+            grads[key] = parent_grad if previous is None else previous + parent_grad
+        if not retain_graph:
+            fn.release()
+
+
+from tinyllm.autograd.tensor import Tensor  # noqa: E402  (Tensor and Function refer to each other)

@@ -1,0 +1,145 @@
+"""Activations and normalized exponentials: relu, gelu (erf and tanh forms), silu, softmax,
+log_softmax, and dropout.
+
+softmax and log_softmax subtract the row maximum first, so logits of any size (±1e4 and beyond)
+give finite, exact results.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tinyllm.autograd.function import Function
+from tinyllm.autograd.tensor import Tensor
+from tinyllm.backend import RANDOM
+from tinyllm.errors import ShapeError
+from tinyllm.ops.elementwise import mul
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class Relu(Function):
+    def forward(self, a):
+        self.positive = a > 0
+        return self.xp.where(self.positive, a, self.xp.zeros_like(a))
+
+    def backward(self, grad):
+        return self.xp.where(self.positive, grad, self.xp.zeros_like(grad))
+
+
+class GeluErf(Function):
+    """gelu(x) = x * Phi(x), Phi the standard normal CDF."""
+
+    def forward(self, a):
+        self.a = a
+        self.cdf = 0.5 * (1 + self.backend.erf(a * _INV_SQRT_2))
+        return a * self.cdf
+
+    def backward(self, grad):
+        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * self.a * self.a)
+        return grad * (self.cdf + self.a * pdf)
+
+
+class GeluTanh(Function):
+    """gelu(x) ~= 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's `gelu_new`."""
+
+    def forward(self, a):
+        self.a = a
+        self.t = self.xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
+        return 0.5 * a * (1 + self.t)
+
+    def backward(self, grad):
+        a, t = self.a, self.t
+        inner_grad = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+        return grad * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * inner_grad)
+
+
+class Silu(Function):
+    """silu(x) = x * sigmoid(x)."""
+
+    def forward(self, a):
+        xp = self.xp
+        e = xp.exp(-xp.abs(a))
+        self.a = a
+        self.s = xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+        return a * self.s
+
+    def backward(self, grad):
+        s = self.s
+        return grad * (s + self.a * s * (1 - s))
+
+
+class Softmax(Function):
+    def forward(self, a, axis):
+        xp = self.xp
+        self.axis = axis
+        e = xp.exp(a - xp.max(a, axis=axis, keepdims=True))
+        self.out = e / xp.sum(e, axis=axis, keepdims=True)
+        return self.out
+
+    def backward(self, grad):
+        s = self.out
+        return s * (grad - self.xp.sum(grad * s, axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, a, axis):
+        xp = self.xp
+        self.axis = axis
+        shifted = a - xp.max(a, axis=axis, keepdims=True)
+        self.out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        return self.out
+
+    def backward(self, grad):
+        xp = self.xp
+        return grad - xp.exp(self.out) * xp.sum(grad, axis=self.axis, keepdims=True)
+
+
+def relu(a: Tensor) -> Tensor:
+    return Relu.apply(a)
+
+
+def gelu(a: Tensor, approximate: str = "none") -> Tensor:
+    """Return GELU of a: exact erf form ("none", BERT) or tanh form ("tanh", GPT-2)."""
+    if approximate == "none":
+        return GeluErf.apply(a)
+    if approximate == "tanh":
+        return GeluTanh.apply(a)
+    raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(a: Tensor) -> Tensor:
+    return Silu.apply(a)
+
+
+def _check_axis(a: Tensor, axis: int) -> int:
+    if not -a.ndim <= axis < a.ndim:
+        raise ShapeError(f"axis {axis} out of range for a tensor of shape {a.shape}")
+    return axis % a.ndim
+
+
+def softmax(a: Tensor, axis: int = -1) -> Tensor:
+    """Return exp(a) / sum(exp(a)) along axis, computed stably."""
+    return Softmax.apply(a, axis=_check_axis(a, axis))
+
+
+def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
+    """Return a - logsumexp(a) along axis, computed stably."""
+    return LogSoftmax.apply(a, axis=_check_axis(a, axis))
+
+
+def dropout(a: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Return a with each element zeroed with probability p and the rest scaled by 1/(1-p).
+
+    In eval mode (training=False) or with p == 0 it returns a unchanged.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return a
+    backend = a._backend
+    keep = RANDOM.uniform(a.shape, "float32") >= p
+    scale = (keep / (1.0 - p)).astype(a.dtype)
+    return mul(a, Tensor._wrap(backend.from_host(scale), backend, False, None))

@@ -1,0 +1,62 @@
+"""LayerNorm and RMSNorm over the last axis, each one Function with its analytic backward."""
+
+from __future__ import annotations
+
+from tinyllm.autograd.function import Function
+from tinyllm.autograd.tensor import Tensor
+from tinyllm.errors import ShapeError
+
+
+class LayerNorm(Function):
+    def forward(self, x, weight, bias, eps):
+        xp = self.xp
+        mu = xp.mean(x, axis=-1, keepdims=True)
+        centered = x - mu
+        self.inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True) + eps)
+        self.x_hat = centered * self.inv_std
+        self.weight = weight
+        return self.x_hat * weight + bias
+
+    def backward(self, grad):
+        xp = self.xp
+        x_hat = self.x_hat
+        g_hat = grad * self.weight
+        grad_x = self.inv_std * (
+            g_hat
+            - xp.mean(g_hat, axis=-1, keepdims=True)
+            - x_hat * xp.mean(g_hat * x_hat, axis=-1, keepdims=True)
+        )
+        return grad_x, grad * x_hat, grad
+
+
+class RMSNorm(Function):
+    def forward(self, x, weight, eps):
+        xp = self.xp
+        self.inv_rms = 1.0 / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + eps)
+        self.x_hat = x * self.inv_rms
+        self.weight = weight
+        return self.x_hat * weight
+
+    def backward(self, grad):
+        xp = self.xp
+        g_hat = grad * self.weight
+        grad_x = self.inv_rms * (g_hat - self.x_hat * xp.mean(g_hat * self.x_hat, axis=-1, keepdims=True))
+        return grad_x, grad * self.x_hat
+
+
+def _check(x: Tensor, weight: Tensor, name: str) -> None:
+    if weight.shape != x.shape[-1:]:
+        raise ShapeError(f"{name}: weight of shape {weight.shape} does not fit input of shape {x.shape}")
+
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    """Return (x - mean) / sqrt(var + eps) * weight + bias over the last axis."""
+    _check(x, weight, "layer_norm")
+    _check(x, bias, "layer_norm")
+    return LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-6) -> Tensor:
+    """Return x / sqrt(mean(x^2) + eps) * weight over the last axis (Llama's RMSNorm)."""
+    _check(x, weight, "rms_norm")
+    return RMSNorm.apply(x, weight, eps=eps)
