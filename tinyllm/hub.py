@@ -109,24 +109,30 @@ def download(name: str, quiet: bool = False) -> Path:
 
 
 def _members(archive: Path):
-    """Yield (basename, read-bytes function) for every file in a wheel or sdist."""
+    """Yield (member path, read-bytes function) for every file in a wheel or sdist."""
     if archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 if not info.is_dir():
-                    yield Path(info.filename).name, (lambda info=info: zf.read(info))
+                    yield info.filename, (lambda info=info: zf.read(info))
     else:
         with tarfile.open(archive) as tf:
             for member in tf.getmembers():
                 if member.isfile():
-                    yield Path(member.name).name, (lambda member=member: tf.extractfile(member).read())
+                    yield member.name, (lambda member=member: tf.extractfile(member).read())
 
 
 def _extract(archive: Path, asset: Asset, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     found = 0
-    for basename, read in _members(archive):
+    depth_of = {}  # basename -> depth of the member kept: the shallowest wins, so the model's
+    # config.json is not overwritten by a sub-folder's (sentence-transformers' 1_Pooling/config.json)
+    for member_path, read in _members(archive):
+        basename, depth = Path(member_path).name, len(Path(member_path).parts)
         if any(fnmatch.fnmatch(basename, p) for p in asset.patterns):
+            if depth_of.get(basename, depth + 1) <= depth:
+                continue
+            depth_of[basename] = depth
             (dest / basename).write_bytes(read())
             found += 1
         elif basename in asset.nested_archives:
