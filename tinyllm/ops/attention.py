@@ -1,66 +1,70 @@
-"""Scaled dot-product attention, PyTorch's signature.
-
-This first version is composed from other ops (it materializes the (Tq, Tk) scores); the kernels
-issue replaces its inside with a fused kernel dispatch and keeps the signature and semantics:
+"""Scaled dot-product attention, PyTorch's signature, dispatched to a kernel.
 
 - q (B, H, Tq, D), k and v (B, H, Tk, D); the result is (B, H, Tq, D);
-- attn_mask: bool (True = may attend) or additive float, broadcastable to (B, H, Tq, Tk);
+- attn_mask: bool (True = may attend) or additive float, broadcastable to (B, H, Tq, Tk), e.g. a
+  padding mask (B, 1, 1, Tk); it is not differentiated;
 - is_causal: query i attends to keys j <= i (top-left aligned, as PyTorch);
 - a query row whose every key is masked gives zeros (and zero gradients), never NaN.
+
+Which kernel runs is chosen by `tinyllm.kernels` (see kernels/registry.py): on the CPU the fused
+Numba kernel (never materializes the (Tq, Tk) scores), on CuPy the numba.cuda kernel, and the
+plain reference in kernels/attention_reference.py elsewhere; `tinyllm.kernels.use(attention=...)`
+forces one.
 """
 
 from __future__ import annotations
 
 import math
 
+from tinyllm.autograd.function import Function
+from tinyllm.autograd.grad_mode import is_grad_enabled
 from tinyllm.autograd.tensor import Tensor
-from tinyllm.errors import ShapeError
-from tinyllm.ops.activations import softmax
-from tinyllm.ops.convert import as_tensor
-from tinyllm.ops.elementwise import logical_not, masked_fill, mul, where
-from tinyllm.ops.linalg import matmul
-from tinyllm.ops.shape import transpose
-
-_MASKED = -1e30
+from tinyllm.errors import DTypeError, ShapeError
+from tinyllm.kernels import attention_kernel
+from tinyllm.kernels.attention_reference import mask_to_bias
 
 
-def _allowed_and_bias(q: Tensor, k: Tensor, attn_mask, is_causal: bool):
-    """Return (bool allowed mask or None, additive float bias or None), both broadcastable."""
-    xp = q._backend.xp
-    t_q, t_k = q.shape[-2], k.shape[-2]
-    allowed = None
-    bias = None
-    if is_causal:
-        causal = xp.tril(xp.ones((t_q, t_k), dtype=xp.bool))
-        allowed = Tensor._wrap(causal, q._backend, False, None)
-    if attn_mask is not None:
-        if attn_mask.dtype == "bool":
-            mask_allowed = attn_mask
-        else:
-            mask_allowed = Tensor._wrap(attn_mask.data > -math.inf, q._backend, False, None)
-            bias = where(mask_allowed, attn_mask.detach(), as_tensor(0.0, q))
-        allowed = mask_allowed if allowed is None else Tensor._wrap(allowed.data & mask_allowed.data, q._backend, False, None)
-    return allowed, bias
+class ScaledDotProductAttention(Function):
+    def forward(self, q, k, v, bias=None, causal=False, scale=1.0, save=True):
+        kernel = attention_kernel(q)
+        out, saved = kernel.forward(q, k, v, bias, causal, scale)
+        if save:
+            self.kernel = kernel
+            self.saved = (q, k, v, bias, causal, scale, out, saved)
+        return out
+
+    def backward(self, grad):
+        return self.kernel.backward(*self.saved, grad)
+
+
+def _check_mask(mask: Tensor, target: tuple) -> None:
+    fits = mask.ndim <= 4 and all(m in (1, t) for m, t in zip(reversed(mask.shape), reversed(target)))
+    if not fits:
+        raise ShapeError(f"attn_mask of shape {mask.shape} cannot be broadcast to (B, H, Tq, Tk) = {target}")
 
 
 def scaled_dot_product_attention(
-    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False, scale: float | None = None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
 ) -> Tensor:
-    """Return softmax(q @ k^T * scale + mask) @ v: (B, H, Tq, D) for q (B, H, Tq, D), k/v (B, H, Tk, D)."""
+    """Return softmax(q @ k^T * scale + mask) @ v: (B, H, Tq, D) for q (B, H, Tq, D), k/v (B, H, Tk, D).
+
+    scale defaults to 1 / sqrt(D). Rows with every key masked give zeros.
+    """
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ShapeError(f"attention needs (B, H, T, D) tensors, got q {q.shape}, k {k.shape}, v {v.shape}")
     if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
         raise ShapeError(f"attention shapes do not fit: q {q.shape}, k {k.shape}, v {v.shape}")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = mul(matmul(q, transpose(k, -2, -1)), scale)  # (B, H, Tq, Tk)
-    allowed, bias = _allowed_and_bias(q, k, attn_mask, is_causal)
-    if bias is not None:
-        scores = scores + bias
-    if allowed is None:
-        return matmul(softmax(scores, axis=-1), v)
-    not_allowed = logical_not(allowed)
-    probs = softmax(masked_fill(scores, not_allowed, _MASKED), axis=-1)  # (B, H, Tq, Tk)
-    xp = q._backend.xp
-    any_allowed = xp.astype(xp.any(allowed.data, axis=-1, keepdims=True), probs.data.dtype)
-    probs = mul(probs, Tensor._wrap(any_allowed, q._backend, False, None))  # fully masked rows -> 0
-    return matmul(probs, v)
+    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in ("float16", "float32", "float64"):
+        raise DTypeError(f"attention needs q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    bias = None
+    if attn_mask is not None:
+        _check_mask(attn_mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
+        bias = mask_to_bias(attn_mask.data, q.data)
+    save = is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    return ScaledDotProductAttention.apply(q, k, v, bias=bias, causal=bool(is_causal), scale=scale, save=save)

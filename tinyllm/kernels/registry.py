@@ -1,0 +1,100 @@
+"""Choosing a kernel: `use(...)` to force one, `attention_kernel(...)`/`matmul(...)` to dispatch.
+
+"auto" picks, per call, the fastest implementation that supports the arrays:
+- attention: the fused Numba kernel for NumPy float32/float64 arrays, the numba.cuda kernel for
+  CuPy float32/float64 arrays, and the plain reference otherwise (e.g. the "strict" device);
+- matmul: BLAS (`xp.matmul`) everywhere, because it beats our Numba and CUDA matmuls on every
+  shape that benchmarks/bench_matmul.py measures; "numba" and "cuda" can be forced.
+
+A forced kernel that cannot run the given arrays raises `DeviceError` instead of silently
+running something else. The CUDA kernels accept NumPy arrays when NUMBA_ENABLE_CUDASIM=1 (the
+numba.cuda simulator, which the tests use on machines without a GPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from tinyllm.backend import backend_of
+from tinyllm.errors import DeviceError
+
+ATTENTION_KERNELS = ("auto", "reference", "numba", "cuda")
+MATMUL_KERNELS = ("auto", "blas", "numba", "cuda")
+_MODULES = {
+    ("attention", "reference"): "tinyllm.kernels.attention_reference",
+    ("attention", "numba"): "tinyllm.kernels.attention_cpu",
+    ("attention", "cuda"): "tinyllm.kernels.attention_cuda",
+    ("matmul", "numba"): "tinyllm.kernels.matmul_cpu",
+    ("matmul", "cuda"): "tinyllm.kernels.matmul_cuda",
+}
+_COMPILED_DTYPES = ("float32", "float64")
+_AUTO_ATTENTION = {"cpu": "reference", "cuda": "reference"}
+_selected = {"attention": "auto", "matmul": "auto"}
+
+
+class use:  # noqa: N801  (a function-like name: `tinyllm.kernels.use(...)`)
+    """Select kernels by name: `use(attention="reference")` sets them until changed, and
+    `with use(matmul="numba"): ...` sets them for the block only. None leaves a choice as is."""
+
+    def __init__(self, attention: str | None = None, matmul: str | None = None) -> None:
+        if attention is not None and attention not in ATTENTION_KERNELS:
+            raise ValueError(f"unknown attention kernel {attention!r}; expected one of {ATTENTION_KERNELS}")
+        if matmul is not None and matmul not in MATMUL_KERNELS:
+            raise ValueError(f"unknown matmul kernel {matmul!r}; expected one of {MATMUL_KERNELS}")
+        self._previous = dict(_selected)
+        if attention is not None:
+            _selected["attention"] = attention
+        if matmul is not None:
+            _selected["matmul"] = matmul
+
+    def __enter__(self) -> use:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _selected.update(self._previous)
+
+
+def selected(op: str) -> str:
+    """Return the kernel name selected for "attention" or "matmul" ("auto" unless forced)."""
+    return _selected[op]
+
+
+def _simulated_cuda() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _resolve(op: str, array) -> str:
+    """Return the concrete kernel name that runs `op` on arrays like `array`."""
+    backend = backend_of(array)
+    dtype = backend.dtype_name(array)
+    name = _selected[op]
+    if name == "auto":
+        if op == "matmul":
+            return "blas"
+        if dtype in _COMPILED_DTYPES and backend.name in ("cpu", "cuda"):
+            return _AUTO_ATTENTION[backend.name]
+        return "reference"
+    if name in ("reference", "blas"):
+        return name
+    if dtype not in _COMPILED_DTYPES:
+        raise DeviceError(f"{op} kernel {name!r} needs float32 or float64 arrays, got {dtype}")
+    wanted = "cpu" if name == "numba" else "cuda"
+    if backend.name != wanted and not (name == "cuda" and backend.name == "cpu" and _simulated_cuda()):
+        raise DeviceError(f"{op} kernel {name!r} needs arrays on device {wanted!r}, got {backend.name!r}")
+    return name
+
+
+def attention_kernel(q):
+    """Return the attention kernel module for arrays like q: it has `forward(q, k, v, bias,
+    causal, scale) -> (out, saved)` and `backward(q, k, v, bias, causal, scale, out, saved,
+    grad_out) -> (dq, dk, dv)` (see attention_reference for the exact semantics)."""
+    return importlib.import_module(_MODULES[("attention", _resolve("attention", q))])
+
+
+def matmul(a, b):
+    """Return a @ b for raw arrays (..., n, k) @ (..., k, m) with the selected matmul kernel."""
+    name = _resolve("matmul", a)
+    if name == "blas":
+        return backend_of(a).xp.matmul(a, b)
+    return importlib.import_module(_MODULES[("matmul", name)]).matmul(a, b)
