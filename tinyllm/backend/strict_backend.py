@@ -21,7 +21,7 @@ class StrictBackend(Backend):
         return np.asarray(array)
 
     def from_host(self, array: np.ndarray):
-        return xp.asarray(np.ascontiguousarray(array))
+        return xp.asarray(np.asarray(array, order="C"))  # not ascontiguousarray: it makes 0-d arrays 1-d
 
     def scatter_add(self, target, index, values):
         host = np.array(self.to_host(target))
