@@ -1,0 +1,242 @@
+"""Byte-level BPE (GPT-2 style): text -> UTF-8 bytes -> printable symbols -> ranked merges -> ids.
+
+Every byte maps to one printable Unicode character (GPT-2's `bytes_to_unicode`), so any string
+is a sequence of symbols in a 256-letter alphabet and round-trips exactly. A pre-tokenizer regex
+splits text into words first (merges never cross a word boundary), then each word is merged
+greedily: the adjacent pair with the lowest merge rank is joined, until no ranked pair is left.
+
+`ByteLevelBPE(vocab, merges, pattern, special_tokens)` takes the same data as GPT-2's vocab.json
+and merges.txt, or a GGUF file's token list and merges; `ByteLevelBPE.train(text, vocab_size)`
+learns merges from a corpus.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from functools import lru_cache
+
+import regex
+
+from tinyllm.errors import TokenizerError
+from tinyllm.tokenizers.base import Tokenizer
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """Return GPT-2's map of the 256 byte values to printable characters.
+
+    Printable Latin-1 bytes map to themselves; the other 68 (controls, space, ...) are shifted
+    to U+0100 and up, so that no symbol is whitespace or a control character.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    mapping = {b: chr(b) for b in printable}
+    shifted = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + shifted)
+            shifted += 1
+    return mapping
+
+
+class ByteLevelBPE(Tokenizer):
+    """Byte-level BPE over a vocab {token: id}, ranked merges [(a, b), ...] and special tokens."""
+
+    type_name = "bpe"
+
+    def __init__(
+        self,
+        vocab: dict[str, int],
+        merges: list[tuple[str, str]],
+        pattern: str = GPT2_PATTERN,
+        special_tokens: dict[str, int] | None = None,
+    ) -> None:
+        self.vocab = dict(vocab)
+        self.merges = [tuple(m) for m in merges]
+        self.pattern = pattern
+        self.special_tokens = dict(special_tokens or {})
+        self.byte_encoder = bytes_to_unicode()
+        self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
+        missing = [c for c in self.byte_encoder.values() if c not in self.vocab]
+        if missing:
+            raise TokenizerError(f"byte-level BPE vocab lacks {len(missing)} byte symbols, e.g. {missing[:5]}")
+        for rank, (a, b) in enumerate(self.merges):
+            if a + b not in self.vocab:
+                raise TokenizerError(f"merge {rank} ({a!r}, {b!r}) makes {a + b!r}, which is not in the vocab")
+        self.ranks = {pair: rank for rank, pair in enumerate(self.merges)}
+        size = 1 + max([*self.vocab.values(), *self.special_tokens.values()])
+        self.id_to_token: list[str | None] = [None] * size
+        for token, token_id in self.vocab.items():
+            self.id_to_token[token_id] = token
+        self.special_ids = {token_id: token for token, token_id in self.special_tokens.items()}
+        self.splitter = regex.compile(pattern)
+        specials = sorted(self.special_tokens, key=len, reverse=True)
+        self.special_splitter = (
+            regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")") if specials else None
+        )
+        self._word_cache: dict[str, list[int]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.id_to_token)
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        segments = self.special_splitter.split(text) if self.special_splitter else [text]
+        for index, segment in enumerate(segments):
+            if index % 2 == 1:  # the splitter's capture group: a special token
+                ids.append(self.special_tokens[segment])
+            elif segment:
+                for word in self.pre_tokenize(segment):
+                    ids.extend(self._encode_word(word))
+        return ids
+
+    def pre_tokenize(self, text: str) -> list[str]:
+        """Return the words the pattern splits text into (their concatenation is text)."""
+        words = self.splitter.findall(text)
+        if sum(len(w) for w in words) != len(text):
+            raise TokenizerError(f"pre-tokenizer pattern {self.pattern!r} does not cover every character of the text")
+        return words
+
+    def _encode_word(self, word: str) -> list[int]:
+        cached = self._word_cache.get(word)
+        if cached is not None:
+            return cached
+        symbols = [self.byte_encoder[b] for b in word.encode("utf-8")]
+        while len(symbols) > 1:
+            pairs = [(self.ranks.get(pair, len(self.ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:]))]
+            rank, _ = min(pairs)
+            if rank == len(self.ranks):
+                break
+            a, b = self.merges[rank]
+            merged, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
+                    merged.append(a + b)
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            symbols = merged
+        ids = [self.vocab[s] for s in symbols]
+        if len(self._word_cache) < 100_000:
+            self._word_cache[word] = ids
+        return ids
+
+    # -- decoding ------------------------------------------------------------------------------
+    def decode_bytes(self, ids) -> bytes:
+        """Return the raw bytes of ids (a prefix of a generation may end inside a character)."""
+        out = bytearray()
+        for position, token_id in enumerate(self._check_ids(ids)):
+            if token_id in self.special_ids:
+                out += self.special_ids[token_id].encode("utf-8")
+                continue
+            token = self.id_to_token[token_id]
+            if token is None:
+                raise TokenizerError(f"token id {token_id} at position {position} has no token in the vocab")
+            for symbol in token:
+                byte = self.byte_decoder.get(symbol)
+                out += symbol.encode("utf-8") if byte is None else bytes((byte,))
+        return bytes(out)
+
+    def decode(self, ids) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # -- serialization -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "type": self.type_name,
+            "pattern": self.pattern,
+            "vocab": self.vocab,
+            "merges": [list(m) for m in self.merges],
+            "special_tokens": self.special_tokens,
+        }
+
+    @classmethod
+    def _from_state(cls, state: dict) -> ByteLevelBPE:
+        return cls(state["vocab"], state["merges"], state["pattern"], state.get("special_tokens"))
+
+    # -- training ------------------------------------------------------------------------------
+    @classmethod
+    def train(
+        cls, text: str, vocab_size: int, pattern: str = GPT2_PATTERN, special_tokens: list[str] | tuple = ()
+    ) -> ByteLevelBPE:
+        """Return a BPE of vocab_size tokens: the 256 bytes, merged tokens, then the special tokens.
+
+        (Fewer tokens when a small text runs out of pairs before reaching vocab_size.)
+
+        Counts pairs once per distinct pre-tokenized word (weighted by its frequency) and after
+        each merge updates only the words that contain the merged pair; a heap with lazy deletion
+        finds the most frequent pair (ties: the smallest pair of ids, so training is deterministic).
+        """
+        n_tokens = vocab_size - len(special_tokens)
+        if n_tokens < 256:
+            raise TokenizerError(
+                f"vocab_size {vocab_size} is smaller than 256 byte tokens + {len(special_tokens)} special tokens"
+            )
+        byte_encoder = bytes_to_unicode()
+        tokens = [byte_encoder[b] for b in range(256)]
+        token_ids = {token: token_id for token_id, token in enumerate(tokens)}
+        word_counts = Counter(regex.findall(pattern, text))
+        words = [list(word.encode("utf-8")) for word in word_counts]
+        freqs = list(word_counts.values())
+
+        pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+        words_with: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for index, symbols in enumerate(words):
+            for pair in zip(symbols, symbols[1:]):
+                pair_counts[pair] += freqs[index]
+                words_with[pair].add(index)
+        heap = [(-count, pair) for pair, count in pair_counts.items()]
+        heapq.heapify(heap)
+
+        merges: list[tuple[int, int]] = []
+        while len(tokens) < n_tokens and heap:
+            negative_count, pair = heapq.heappop(heap)
+            if pair_counts.get(pair, 0) != -negative_count:
+                continue  # a stale heap entry: the pair's count changed since it was pushed
+            merged_token = tokens[pair[0]] + tokens[pair[1]]
+            new_id = token_ids.get(merged_token)
+            if new_id is None:  # two merge paths can spell the same token: keep one id for it
+                new_id = token_ids[merged_token] = len(tokens)
+                tokens.append(merged_token)
+            merges.append(pair)
+            changed = set()
+            for index in words_with.pop(pair):
+                symbols, freq = words[index], freqs[index]
+                merged = _merge_pair(symbols, pair, new_id)
+                if len(merged) == len(symbols):
+                    continue
+                for old in zip(symbols, symbols[1:]):
+                    pair_counts[old] -= freq
+                    changed.add(old)
+                for new in zip(merged, merged[1:]):
+                    pair_counts[new] += freq
+                    words_with[new].add(index)
+                    changed.add(new)
+                words[index] = merged
+            for changed_pair in changed:
+                count = pair_counts[changed_pair]
+                if count > 0:
+                    heapq.heappush(heap, (-count, changed_pair))
+                else:
+                    del pair_counts[changed_pair]
+        vocab = token_ids
+        specials = {token: len(tokens) + i for i, token in enumerate(special_tokens)}
+        return cls(vocab, [(tokens[a], tokens[b]) for a, b in merges], pattern, specials)
+
+
+def _merge_pair(symbols: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Return symbols with every non-overlapping occurrence of pair (left to right) replaced by new_id."""
+    merged, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and symbols[i] == pair[0] and symbols[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(symbols[i])
+            i += 1
+    return merged
