@@ -59,9 +59,9 @@ class ByteLevelBPE(Tokenizer):
         self.special_tokens = dict(special_tokens or {})
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
-        missing = [c for c in self.byte_encoder.values() if c not in self.vocab]
-        if missing:
-            raise TokenizerError(f"byte-level BPE vocab lacks {len(missing)} byte symbols, e.g. {missing[:5]}")
+        # A vocab may lack some byte symbols (SmolLM2's lacks a few control bytes and 0xF1-0xFF);
+        # such bytes are dropped when encoding, as Hugging Face's BPE without an unknown token does.
+        self.missing_bytes = [c for c in self.byte_encoder.values() if c not in self.vocab]
         for rank, (a, b) in enumerate(self.merges):
             if a + b not in self.vocab:
                 raise TokenizerError(f"merge {rank} ({a!r}, {b!r}) makes {a + b!r}, which is not in the vocab")
@@ -121,7 +121,7 @@ class ByteLevelBPE(Tokenizer):
                     merged.append(symbols[i])
                     i += 1
             symbols = merged
-        ids = [self.vocab[s] for s in symbols]
+        ids = [self.vocab[s] for s in symbols if s in self.vocab] if self.missing_bytes else [self.vocab[s] for s in symbols]
         if len(self._word_cache) < 100_000:
             self._word_cache[word] = ids
         return ids
