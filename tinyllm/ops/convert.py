@@ -27,14 +27,21 @@ def as_tensor(value, like: Tensor) -> Tensor:
 
 
 def raw_index(index, backend=None):
-    """Return an indexing key with Tensors replaced by raw arrays and lists by integer arrays."""
-    if isinstance(index, tuple):
-        return tuple(raw_index(i, backend) for i in index)
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, list):
-        return (backend or get_backend(None)).asarray(index)
-    return index
+    """Return an indexing key for raw arrays: Tensors replaced by their arrays, lists by integer
+    arrays, and a basic index closed with Ellipsis (the array API, unlike NumPy, wants an index
+    to name every axis: `x[0]` of a matrix is written `x[0, ...]`)."""
+    parts = tuple(_raw_index_part(i, backend) for i in (index if isinstance(index, tuple) else (index,)))
+    if any(part is Ellipsis or hasattr(part, "shape") for part in parts):
+        return parts if isinstance(index, tuple) else parts[0]
+    return parts + (Ellipsis,)
+
+
+def _raw_index_part(part, backend):
+    if isinstance(part, Tensor):
+        return part.data
+    if isinstance(part, list):
+        return (backend or get_backend(None)).asarray(part)
+    return part
 
 
 def _filled(fill, shape, dtype, device, requires_grad):
@@ -67,7 +74,9 @@ def ones_like(t: Tensor) -> Tensor:
     return _filled(1, (t.shape,), t.dtype, t.device, False)
 
 
-def arange(start: int, stop: int | None = None, step: int = 1, dtype: str = "int64", device: str | None = None) -> Tensor:
+def arange(
+    start: int, stop: int | None = None, step: int = 1, dtype: str = "int64", device: str | None = None
+) -> Tensor:
     """Return the integers start, start+step, ... below stop."""
     if stop is None:
         start, stop = 0, start

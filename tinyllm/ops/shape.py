@@ -8,7 +8,7 @@ import math
 
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
-from tinyllm.errors import ShapeError
+from tinyllm.errors import OutOfRangeError, ShapeError
 from tinyllm.ops.convert import raw_index
 
 
@@ -57,9 +57,14 @@ class Concatenate(Function):
 
 class GetItem(Function):
     def forward(self, a, index):
+        xp = self.xp
         self.input_shape = a.shape
         self.input_dtype = a.dtype
         self.index = index
+        if hasattr(index, "shape"):
+            # a[ids], one integer array picking along axis 0: `take` is how the array API says it
+            rows = xp.take(a, xp.reshape(index, (-1,)), axis=0)
+            return xp.reshape(rows, tuple(index.shape) + tuple(a.shape[1:]))
         return a[index]
 
     def backward(self, grad):
@@ -67,7 +72,9 @@ class GetItem(Function):
         full = xp.zeros(self.input_shape, dtype=self.input_dtype)
         if _has_array(self.index):
             return self.backend.scatter_add(full, self.index, grad)
-        full[self.index] = grad
+        # assignment takes no None (new axis) in the array API: drop them, and their size-1 axes
+        index = tuple(part for part in self.index if part is not None)
+        full[index] = xp.reshape(grad, full[index].shape)
         return full
 
 
@@ -134,9 +141,11 @@ broadcast_to = expand
 
 def squeeze(a: Tensor, axis=None) -> Tensor:
     """Return a without the given size-1 axes (all size-1 axes when None)."""
-    axes = [i for i, n in enumerate(a.shape) if n == 1] if axis is None else [
-        ax % a.ndim for ax in ((axis,) if isinstance(axis, int) else axis)
-    ]
+    axes = (
+        [i for i, n in enumerate(a.shape) if n == 1]
+        if axis is None
+        else [ax % a.ndim for ax in ((axis,) if isinstance(axis, int) else axis)]
+    )
     for ax in axes:
         if a.shape[ax] != 1:
             raise ShapeError(f"cannot squeeze axis {ax} of size {a.shape[ax]} in shape {a.shape}")
@@ -198,12 +207,15 @@ def split(a: Tensor, split_size_or_sections, axis: int = 0) -> list[Tensor]:
 
 
 def getitem(a: Tensor, index) -> Tensor:
-    """Return a[index] for basic (ints, slices, None, Ellipsis) and integer-array indexes."""
+    """Return a[index] for basic (ints, slices, None, Ellipsis) and integer-array indexes.
+
+    An index past the end raises OutOfRangeError, an IndexError, so `for row in tensor` stops.
+    """
     index = raw_index(index, a._backend)
     try:
         return GetItem.apply(a, index=index)
     except IndexError as error:
-        raise ShapeError(f"index {index!r} does not fit a tensor of shape {a.shape}: {error}") from None
+        raise OutOfRangeError(f"index {index!r} does not fit a tensor of shape {a.shape}: {error}") from None
 
 
 def tril(a: Tensor, k: int = 0) -> Tensor:
