@@ -1,7 +1,8 @@
 """Training checkpoints: a folder of safetensors and JSON files, switched atomically by a manifest.
 
-    DIR/manifest.json          written last; names the current folder and each file's size and SHA-256
-    DIR/step-000200/
+    DIR/manifest.json          written last; names the current folder and each file's size and SHA-256,
+                               and carries a checksum of its own content
+    DIR/step-000200-1a2b3c4d/
         model.safetensors      the weights
         optimizer.safetensors  the optimizer's moment arrays
         config.json            the model config (with "model_type")
@@ -63,23 +64,15 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
         files["tokenizer.json"] = _json_bytes(checkpoint.tokenizer)
     if checkpoint.optimizer is not None:
         files["optimizer.safetensors"] = dumps(optimizer_arrays)
-    folder_name = f"step-{checkpoint.step:06d}"
-    folder = directory / folder_name
+    folder_name = f"step-{checkpoint.step:06d}-{os.urandom(4).hex()}"  # never the name of a live folder
     staging = directory / f".{folder_name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     for name, data in files.items():
         with open(staging / name, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    previous = _read_manifest(directory).get("folder") if (directory / MANIFEST).exists() else None
-    if folder.exists():  # a folder of the same step that the manifest may point to: keep it until the switch
-        replaced = directory / f".{folder_name}.old"
-        shutil.rmtree(replaced, ignore_errors=True)
-        folder.rename(replaced)
-        previous = replaced.name if previous == folder_name else previous
-    staging.rename(folder)
+    staging.rename(directory / folder_name)
     _fsync_dir(directory)
     manifest = {
         "format": FORMAT,
@@ -90,16 +83,14 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
             name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()
         },
     }
-    write_atomic(directory / MANIFEST, _json_bytes(manifest))
+    manifest["manifest_sha256"] = _digest(manifest)
+    write_atomic(directory / MANIFEST, json.dumps(manifest, separators=(",", ":")).encode("utf-8"))
     _fsync_dir(directory)
-    for stale in directory.iterdir():
-        if (
-            stale.is_dir()
-            and stale.name != folder_name
-            and (stale.name.startswith("step-") or stale.name == previous or stale.name.endswith(".old"))
-        ):
+    for stale in directory.iterdir():  # older checkpoints and partial writes of crashed saves
+        ours = stale.name.startswith("step-") or (stale.name.startswith(".step-") and stale.name.endswith(".partial"))
+        if ours and stale.is_dir() and stale.name != folder_name:
             shutil.rmtree(stale, ignore_errors=True)
-    return folder
+    return directory / folder_name
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
@@ -197,6 +188,9 @@ def _read_manifest(directory: Path) -> dict:
     manifest = _parse_json(data, str(path))
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tinyllm checkpoint manifest")
+    checksum = manifest.pop("manifest_sha256", None)
+    if checksum != _digest(manifest):
+        raise CheckpointError(f"{path} does not match its own SHA-256 checksum (corrupted)")
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {manifest.get('version')!r}, this tinyllm reads {VERSION}")
     if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("folder"), str):
@@ -204,6 +198,11 @@ def _read_manifest(directory: Path) -> dict:
     if "/" in manifest["folder"] or manifest["folder"] in ("", ".", ".."):
         raise CheckpointError(f"{path}: bad folder name {manifest['folder']!r}")
     return manifest
+
+
+def _digest(manifest: dict) -> str:
+    """Return the SHA-256 of a manifest's canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
