@@ -72,3 +72,17 @@ def pad_batch(sequences, pad_id: int = 0, max_length: int | None = None):
         ids[row, : len(sequence)] = sequence
         mask[row, : len(sequence)] = True
     return ids, mask
+
+
+def sequential_windows(ids: np.ndarray, batch_size: int, block_size: int) -> list:
+    """Return (x, y) batches of non-overlapping windows covering ids from the start (a full pass).
+
+    Each batch has up to batch_size rows of block_size tokens; the tail shorter than a window is left out.
+    """
+    n_windows = (len(ids) - 1) // block_size
+    if n_windows < 1:
+        raise DataError(f"{len(ids)} tokens cannot fill one window of block_size {block_size} (needs {block_size + 1})")
+    starts = np.arange(n_windows) * block_size  # (N,)
+    positions = starts[:, None] + np.arange(block_size)[None, :]  # (N, T)
+    x, y = ids[positions], ids[positions + 1]  # (N, T) each
+    return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n_windows, batch_size)]

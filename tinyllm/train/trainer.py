@@ -1,0 +1,248 @@
+"""`Trainer`: the training loop of a language model, with evaluation, logging, checkpoints and exact resume.
+
+One optimizer step: set the LR from the schedule, run `grad_accum_steps` micro-batches (each
+loss scaled by 1/grad_accum_steps so the gradients sum to the mean), clip the global gradient
+norm, step the optimizer. Every `eval_interval` steps the loss on fixed validation batches is
+logged with its perplexity; every `save_interval` steps (and at the end) a checkpoint is written.
+
+Exact resume: a checkpoint holds the weights, the optimizer moments and step counts, the global
+RNG state (dropout), the batch sampler's RNG state (data position) and the step, so N steps in one
+run give bit-identical weights to k steps, stop, resume, N - k steps.
+
+Ctrl-C: the first SIGINT asks the loop to stop after the current step, then a checkpoint is saved
+and `fit` returns with `interrupted=True`; a KeyboardInterrupt raised inside a step (a second
+Ctrl-C, or one from a callback) rolls the step back to its start (no update has been applied
+yet) and saves the same way. Only an interrupt inside the optimizer update itself cannot be
+saved consistently; it propagates and the previous checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyllm.backend import RANDOM
+from tinyllm.data import BatchSampler, Corpus, fixed_batches
+from tinyllm.io import Checkpoint, load_checkpoint, save_checkpoint
+from tinyllm.optim import SGD, AdamW, WarmupCosine, clip_grad_norm, set_lr, weight_decay_groups
+from tinyllm.train.config import TrainConfig
+from tinyllm.train.evaluate import evaluate_loss, language_model_loss, perplexity
+from tinyllm.train.log import JsonlLog, plot_log
+from tinyllm.train.restore import model_record
+
+
+@dataclass
+class FitResult:
+    """What `Trainer.fit` reports: the step reached, whether it was interrupted, the last losses."""
+
+    step: int
+    interrupted: bool
+    val_loss: float | None
+    train_loss: float | None
+
+
+def make_optimizer(model, config: TrainConfig):
+    """Return the optimizer of config for model's parameters (decay only on matrices)."""
+    groups = weight_decay_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        return SGD(groups, lr=config.lr, momentum=config.momentum)
+    return AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+
+
+class Trainer:
+    """Trains `model` (ids (B, T) -> logits (B, T, V)) on a Corpus; writes its log and checkpoints to out_dir."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        corpus: Corpus,
+        config: TrainConfig,
+        out_dir=None,
+        callbacks=(),
+        progress: bool = True,
+    ) -> None:
+        self.model, self.tokenizer, self.corpus, self.config = model, tokenizer, corpus, config
+        self.block_size = model.config.block_size
+        corpus.check(self.block_size)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        model.to(config.device)
+        model.train()
+        self.optimizer = make_optimizer(model, config)
+        self.schedule = WarmupCosine(config.lr, config.warmup_iters, config.decay_iters, config.min_lr)
+        self.sampler = BatchSampler(corpus.train, config.batch_size, self.block_size, seed=config.seed)
+        self.val_batches = fixed_batches(
+            corpus.val, config.eval_iters, config.batch_size, self.block_size, config.seed + 1
+        )
+        self.step = 0
+        self.log = JsonlLog(self.out_dir / "log.jsonl") if self.out_dir is not None else None
+        self.last_val_loss: float | None = None
+        self._recent_losses: list[float] = []
+        self._stop_requested = False
+        self._updating = False
+
+    # -- resume -----------------------------------------------------------------------------------
+    def load_checkpoint(self, checkpoint: Checkpoint | None = None) -> None:
+        """Restore weights, optimizer, RNG states and step from a checkpoint (default: out_dir's)."""
+        checkpoint = checkpoint or load_checkpoint(self.out_dir)
+        self.model.load_state_dict(checkpoint.weights)
+        if checkpoint.optimizer is not None:
+            self.optimizer.load_state_dict(checkpoint.optimizer)
+        state = checkpoint.state
+        self.step = checkpoint.step
+        RANDOM.set_state(state["rng"])
+        self.sampler.load_state_dict(state["data"])
+        self.last_val_loss = state.get("val_loss")
+        if self.log is not None:
+            self.log.truncate_after(self.step)
+
+    def checkpoint(self) -> Checkpoint:
+        """Return the complete state of training now."""
+        return Checkpoint(
+            weights=self.model.state_dict(),
+            config=model_record(self.model),
+            tokenizer=self.tokenizer.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            state={
+                "step": self.step,
+                "rng": RANDOM.get_state(),
+                "data": self.sampler.state_dict(),
+                "train_config": self.config.to_dict(),
+                "val_loss": self.last_val_loss,
+            },
+        )
+
+    def save(self) -> Path | None:
+        """Write a checkpoint to out_dir and return its folder (nothing without an out_dir)."""
+        if self.out_dir is None:
+            return None
+        return save_checkpoint(self.out_dir, self.checkpoint())
+
+    def plot(self) -> Path | None:
+        """Write out_dir/loss.png from the log and return its path (nothing without an out_dir)."""
+        records = self.log.read() if self.log is not None else []
+        if not records:
+            return None
+        return plot_log(records, self.out_dir / "loss.png", title=f"{self.tokenizer.type_name} GPT, step {self.step}")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        """Run one optimizer step; return its record {"kind", "step", "loss", "lr", "grad_norm", "ms"}."""
+        started = time.perf_counter()
+        lr = self.schedule(self.step)
+        set_lr(self.optimizer, lr)
+        accum = self.config.grad_accum_steps
+        loss_sum = 0.0
+        for _ in range(accum):
+            x, y = self.sampler.next()  # (B, T) each
+            loss = language_model_loss(self.model, x, y, self.config.device)
+            (loss * (1.0 / accum)).backward()
+            loss_sum += float(loss.item())
+        parameters = list(self.model.parameters())
+        grad_norm = clip_grad_norm(parameters, self.config.grad_clip) if self.config.grad_clip > 0 else None
+        self._updating = True
+        self.optimizer.step()
+        self.step += 1
+        self._updating = False
+        self.optimizer.zero_grad()
+        ms = (time.perf_counter() - started) * 1000
+        return {
+            "kind": "train",
+            "step": self.step,
+            "loss": loss_sum / accum,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "ms": ms,
+        }
+
+    def evaluate(self) -> dict:
+        """Return the eval record: validation loss and perplexity, and the mean train loss since the last one."""
+        val_loss = evaluate_loss(self.model, self.val_batches, self.config.device)
+        train_loss = sum(self._recent_losses) / len(self._recent_losses) if self._recent_losses else None
+        self._recent_losses = []
+        self.last_val_loss = val_loss
+        return {
+            "kind": "eval",
+            "step": self.step,
+            "val_loss": val_loss,
+            "val_ppl": perplexity(val_loss),
+            "train_loss": train_loss,
+        }
+
+    def fit(self) -> FitResult:
+        """Train until config.max_iters steps (counting steps of earlier runs when resumed)."""
+        config = self.config
+        bar = _progress_bar(config.max_iters, self.step, self.progress)
+        previous_handler = self._install_sigint_handler()
+        interrupted, train_loss = False, None
+        snapshot = None
+        try:
+            if self.step == 0 and self.step < config.max_iters:
+                self._record(self.evaluate(), bar)
+            while self.step < config.max_iters:
+                snapshot = (RANDOM.get_state(), self.sampler.state_dict())
+                record = self.train_step()
+                snapshot = None
+                train_loss = record["loss"]
+                self._recent_losses.append(train_loss)
+                if self.step % config.log_interval == 0 or self.step == config.max_iters:
+                    self._record(record, bar)
+                bar.update(1)
+                bar.set_postfix_str(
+                    f"loss {train_loss:.4f}" + (f", val {self.last_val_loss:.4f}" if self.last_val_loss else "")
+                )
+                if self.step % config.eval_interval == 0 or self.step == config.max_iters:
+                    self._record(self.evaluate(), bar)
+                if self.step % config.save_interval == 0 or self.step == config.max_iters:
+                    self.save()
+                for callback in self.callbacks:
+                    callback(self, record)
+                if self._stop_requested:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if self._updating:
+                print("\ninterrupted inside the optimizer update: no checkpoint written", file=sys.stderr)
+                raise
+            if snapshot is not None:  # stopped inside a step: undo its random draws and gradients
+                RANDOM.set_state(snapshot[0])
+                self.sampler.load_state_dict(snapshot[1])
+                self.optimizer.zero_grad()
+            interrupted = True
+            folder = self.save()
+            where = f", checkpoint saved to {folder.parent}" if folder is not None else ""
+            print(f"\ninterrupted at step {self.step}{where}", file=sys.stderr)
+        finally:
+            bar.close()
+            self.plot()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        return FitResult(self.step, interrupted, self.last_val_loss, train_loss)
+
+    def _record(self, record: dict, bar) -> None:
+        if self.log is not None:
+            self.log.write(record)
+        if record["kind"] == "eval":
+            bar.write(f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}")
+
+    def _install_sigint_handler(self):
+        """Make the first Ctrl-C a request to stop after this step (main thread only); return the old handler."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum, frame):
+            self._stop_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+        return signal.signal(signal.SIGINT, request_stop)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
