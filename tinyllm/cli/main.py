@@ -16,6 +16,9 @@ from tinyllm.errors import TinyLLMError
 
 COMMANDS = [
     "download",
+    "train",
+    "sample",
+    "eval",
 ]
 
 

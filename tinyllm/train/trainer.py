@@ -228,7 +228,10 @@ class Trainer:
         if self.log is not None:
             self.log.write(record)
         if record["kind"] == "eval":
-            bar.write(f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}")
+            bar.write(
+                f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}",
+                file=sys.stderr,
+            )
 
     def _install_sigint_handler(self):
         """Make the first Ctrl-C a request to stop after this step (main thread only); return the old handler."""
