@@ -1,5 +1,6 @@
 """The models built on tinyllm.nn: GPT (and, from their issues, BERT and Llama)."""
 
+from tinyllm.models.bert import BERT, BertConfig
 from tinyllm.models.gpt import GPT, GPTConfig
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["BERT", "BertConfig", "GPT", "GPTConfig"]

@@ -3,5 +3,6 @@
 from tinyllm.tokenizers.base import Tokenizer
 from tinyllm.tokenizers.bpe import GPT2_PATTERN, ByteLevelBPE, bytes_to_unicode
 from tinyllm.tokenizers.char import CharTokenizer
+from tinyllm.tokenizers.wordpiece import WordPieceTokenizer
 
-__all__ = ["GPT2_PATTERN", "ByteLevelBPE", "CharTokenizer", "Tokenizer", "bytes_to_unicode"]
+__all__ = ["GPT2_PATTERN", "ByteLevelBPE", "CharTokenizer", "Tokenizer", "WordPieceTokenizer", "bytes_to_unicode"]

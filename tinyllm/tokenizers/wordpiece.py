@@ -160,32 +160,33 @@ class WordPieceTokenizer(Tokenizer):
 
     def _word_ids(self, word: str) -> list[int]:
         """Return the ids of one word's greedy longest-match pieces ([UNK] if it has no split)."""
-        cached = self._word_cache.get(word)
-        if cached is not None:
-            return cached
-        ids = []
+        ids = self._word_cache.get(word)
+        if ids is None:
+            ids = self._split_word(word)
+            if len(self._word_cache) < 200_000:
+                self._word_cache[word] = ids
+        return ids
+
+    def _split_word(self, word: str) -> list[int]:
         if len(word) > MAX_CHARS_PER_WORD:
-            ids = [self.unk_token_id]
+            return [self.unk_token_id]
+        ids = []
         start = 0
-        while start < len(word) and not ids[-1:] == [self.unk_token_id]:
-            end = len(word)
-            while end > start:
+        while start < len(word):
+            for end in range(len(word), start, -1):
                 piece = word[start:end] if start == 0 else "##" + word[start:end]
                 if piece in self.token_to_id:
                     ids.append(self.token_to_id[piece])
+                    start = end
                     break
-                end -= 1
-            if end == start:
-                ids = [self.unk_token_id]
-            start = end
-        if len(self._word_cache) < 200_000:
-            self._word_cache[word] = ids
+            else:
+                return [self.unk_token_id]
         return ids
 
     def _text_ids(self, text: str) -> list[int]:
         ids = []
         for part in self._special_pattern.split(text):
-            if part in self.token_to_id and part in SPECIAL_TOKENS:
+            if part in SPECIAL_TOKENS:
                 ids.append(self.token_to_id[part])
                 continue
             for word in self.basic(part):
@@ -351,8 +352,8 @@ class Encoding(dict):
             raise TokenizerError(f"return_tensors must be None, 'np' or 'tl', got {return_tensors!r}")
         from tinyllm.backend import np
 
-        lengths = {len(row) for row in self["input_ids"]} if self["input_ids"] and isinstance(self["input_ids"][0], list) else {0}
-        if len(lengths) > 1:
+        rows = self["input_ids"]
+        if rows and isinstance(rows[0], list) and len({len(row) for row in rows}) > 1:
             raise TokenizerError("rows of different lengths cannot form one array; pass padding=True")
         arrays = {key: np.asarray(value, dtype=np.int64) for key, value in self.items()}
         if return_tensors == "tl":

@@ -1,0 +1,154 @@
+"""Load and save BERT in transformers' directory layout: config.json, model.safetensors, vocab.txt.
+
+A checkpoint's names map onto tinyllm's by a rename table (`_RENAMES`); the pooler, the
+position_ids buffer and task heads that the model does not have are skipped, and a `bert.`
+prefix (BertForMaskedLM / BertForSequenceClassification checkpoints) is removed. Every problem
+with the directory (missing, a file absent or unreadable, an unsupported config, missing or
+misshapen weights) raises ConfigError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tinyllm.errors import CheckpointError, ConfigError, TokenizerError
+from tinyllm.io.safetensors import load_file, save_file
+from tinyllm.models.bert import BERT, BertConfig
+from tinyllm.tokenizers.wordpiece import WordPieceTokenizer
+
+# (transformers name pattern, tinyllm name), applied in order, first match wins
+_RENAMES = [
+    (r"embeddings\.LayerNorm\.(weight|bias)", r"embeddings.norm.\1"),
+    (r"embeddings\.(word|position|token_type)_embeddings\.weight", r"embeddings.\1_embeddings.weight"),
+    (r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.(weight|bias)", r"layers.\1.attention.\2.\3"),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", r"layers.\1.attention.output.\2"),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)", r"layers.\1.attention.norm.\2"),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", r"layers.\1.intermediate.\2"),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", r"layers.\1.output.\2"),
+    (r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", r"layers.\1.norm.\2"),
+]
+_SKIPPED = re.compile(r"(embeddings\.position_ids|pooler\..*|cls\..*|classifier\..*)")
+_INVERSE = [
+    (r"embeddings\.norm\.(weight|bias)", r"embeddings.LayerNorm.\1"),
+    (r"layers\.(\d+)\.attention\.(query|key|value)\.(weight|bias)", r"encoder.layer.\1.attention.self.\2.\3"),
+    (r"layers\.(\d+)\.attention\.output\.(weight|bias)", r"encoder.layer.\1.attention.output.dense.\2"),
+    (r"layers\.(\d+)\.attention\.norm\.(weight|bias)", r"encoder.layer.\1.attention.output.LayerNorm.\2"),
+    (r"layers\.(\d+)\.intermediate\.(weight|bias)", r"encoder.layer.\1.intermediate.dense.\2"),
+    (r"layers\.(\d+)\.output\.(weight|bias)", r"encoder.layer.\1.output.dense.\2"),
+    (r"layers\.(\d+)\.norm\.(weight|bias)", r"encoder.layer.\1.output.LayerNorm.\2"),
+]
+
+
+def _rename(name: str, table) -> str | None:
+    for pattern, replacement in table:
+        if re.fullmatch(pattern, name):
+            return re.sub(pattern, replacement, name)
+    return None
+
+
+def to_tinyllm_names(tensors: dict) -> dict:
+    """Return {tinyllm name: array} for a transformers BERT state dict; unknown names raise ConfigError."""
+    renamed = {}
+    for name, array in tensors.items():
+        bare = name.removeprefix("bert.").replace(".gamma", ".weight").replace(".beta", ".bias")
+        if _SKIPPED.fullmatch(bare):
+            continue
+        target = _rename(bare, _RENAMES)
+        if target is None:
+            raise ConfigError(f"model.safetensors holds a tensor {name!r} that a BERT encoder does not have")
+        renamed[target] = array
+    return renamed
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name} not found in {path.parent}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{path} is not readable JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_tokenizer(directory: str | Path) -> WordPieceTokenizer:
+    """Return the WordPiece tokenizer of a directory's vocab.txt (options from tokenizer_config.json)."""
+    directory = Path(directory)
+    vocab = directory / "vocab.txt"
+    if not vocab.is_file():
+        raise ConfigError(f"vocab.txt not found in {directory}")
+    options = {}
+    if (directory / "tokenizer_config.json").is_file():
+        settings = _read_json(directory / "tokenizer_config.json")
+        options = {
+            "lowercase": bool(settings.get("do_lower_case", True)),
+            "strip_accents": settings.get("strip_accents"),
+            "split_cjk": bool(settings.get("tokenize_chinese_chars", True)),
+            "model_max_length": int(min(settings.get("model_max_length", 512), 1 << 30)),
+        }
+    try:
+        return WordPieceTokenizer.from_file(vocab, **options)
+    except TokenizerError as error:
+        raise ConfigError(f"{vocab}: {error}") from None
+
+
+def load_bert(directory: str | Path) -> BERT:
+    """Return a BERT (eval mode, with its tokenizer) loaded from a transformers-layout directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(
+            f"model directory {directory} does not exist (expected config.json, model.safetensors, vocab.txt)"
+        )
+    config = BertConfig.from_dict(_read_json(directory / "config.json"))
+    weights_path = directory / "model.safetensors"
+    if not weights_path.is_file():
+        raise ConfigError(f"model.safetensors not found in {directory}")
+    try:
+        tensors = load_file(weights_path)
+    except CheckpointError as error:
+        raise ConfigError(f"model.safetensors is malformed: {error}") from None
+    state = to_tinyllm_names(tensors)
+    model = BERT(config)
+    expected = dict(model.named_parameters())
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ConfigError(f"{weights_path} lacks {len(missing)} weights of the config's model, e.g. {missing[:3]}")
+    for name, param in expected.items():
+        if tuple(state[name].shape) != param.shape:
+            raise ConfigError(
+                f"{weights_path}: weight {name} has shape {tuple(state[name].shape)}, config.json implies {param.shape}"
+            )
+    model.load_state_dict(state)
+    model.tokenizer = load_tokenizer(directory)
+    if model.tokenizer.vocab_size != config.vocab_size:
+        raise ConfigError(
+            f"vocab.txt has {model.tokenizer.vocab_size} tokens but config.json says vocab_size {config.vocab_size}"
+        )
+    return model.eval()
+
+
+def save_bert(model: BERT, directory: str | Path, extra_tensors: dict | None = None) -> None:
+    """Write model (and its tokenizer's vocab.txt) to directory in transformers' layout.
+
+    extra_tensors: more {transformers name: array} to store (a task head's weights).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {_rename(name, _INVERSE) or name: array for name, array in model.state_dict().items()}
+    state.update(extra_tensors or {})
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if model.tokenizer is not None:
+        (directory / "vocab.txt").write_text("\n".join(model.tokenizer.vocab) + "\n", encoding="utf-8")
+        tokenizer = model.tokenizer
+        settings = {
+            "do_lower_case": tokenizer.basic.lowercase,
+            "strip_accents": tokenizer.basic.strip_accents,
+            "tokenize_chinese_chars": tokenizer.basic.split_cjk,
+            "model_max_length": tokenizer.model_max_length,
+            "tokenizer_class": "BertTokenizer",
+        }
+        (directory / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
