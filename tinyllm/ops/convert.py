@@ -5,7 +5,7 @@ from __future__ import annotations
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import FLOAT_DTYPES, RANDOM, get_backend
-from tinyllm.errors import DTypeError
+from tinyllm.errors import DeviceError, DTypeError
 
 
 def tensor(data, dtype=None, device: str | None = None, requires_grad: bool = False) -> Tensor:
@@ -38,6 +38,8 @@ def raw_index(index, backend=None):
 
 def _raw_index_part(part, backend):
     if isinstance(part, Tensor):
+        if backend is not None and part._backend is not backend:
+            raise DeviceError(f"an index tensor on device {part.device!r} cannot index a tensor on {backend.name!r}")
         return part.data
     if isinstance(part, list):
         return (backend or get_backend(None)).asarray(part)

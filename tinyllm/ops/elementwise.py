@@ -232,7 +232,7 @@ class Where(Function):
 
     def backward(self, grad):
         zero = self.xp.zeros_like(grad)
-        return self.xp.where(self.condition, grad, zero), self.xp.where(self.condition, zero, grad)
+        return self.xp.where(self.condition, grad, zero), self.xp.where(self.condition, zero, grad), None
 
 
 class Clip(Function):
@@ -264,7 +264,8 @@ def where(condition: Tensor, a, b) -> Tensor:
         a = as_tensor(float(a), like.float() if condition is like else like)
     a, b = _pair(a, b)
     _check_broadcastable(condition.data.shape, a.data.shape)
-    return Where.apply(a, b, condition=condition.data)
+    _check_broadcastable(condition.data.shape, b.data.shape)
+    return Where.apply(a, b, condition)
 
 
 def clip(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
