@@ -223,6 +223,13 @@ class Llama(Module):
         see `tinyllm.generate.generate` for the options (temperature 0 is greedy)."""
         from tinyllm.generate import generate  # the layer above models: imported on use
 
+        prompt_length = len(idx[0]) if isinstance(idx, list) and idx and isinstance(idx[0], list) else len(idx)
+        if not isinstance(idx, list) and isinstance(idx, Tensor) and idx.ndim == 2:
+            prompt_length = idx.shape[1]
+        if prompt_length > self.config.block_size:
+            raise ShapeError(
+                f"prompt of {prompt_length} tokens exceeds the model's context length {self.config.block_size}"
+            )
         return generate(
             self,
             idx,

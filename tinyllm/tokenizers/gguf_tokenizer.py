@@ -77,7 +77,7 @@ class GGUFTokenizer(ByteLevelBPE):
         if model != "gpt2":
             raise ConfigError(f"GGUF tokenizer model {model!r} is not supported; supported: 'gpt2' (byte-level BPE)")
         tokens = list(gguf_file.require("tokenizer.ggml.tokens"))
-        merges = [tuple(merge.split(" ")) for merge in gguf_file.require("tokenizer.ggml.merges")]
+        merges = [tuple(merge.split(" ")) for merge in gguf_file.field("tokenizer.ggml.merges", [])]
         token_types = gguf_file.field("tokenizer.ggml.token_type") or [1] * len(tokens)
         pre = gguf_file.field("tokenizer.ggml.pre", "default")
         pattern = PRE_TOKENIZER_PATTERNS.get(pre, GPT2_PATTERN)
