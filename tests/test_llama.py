@@ -1,3 +1,4 @@
+# ruff: noqa: N806 - D, C, T: the field's names for sizes
 """Llama: SmolLM2-135M from GGUF against transformers' LlamaForCausalLM loaded from the same file
 (logits, greedy continuations), RoPE, the KV cache, GGUF round trips, and typed errors on bad
 input."""
@@ -16,7 +17,7 @@ from tinyllm.errors import ConfigError, ShapeError
 from tinyllm.hub import download
 from tinyllm.io.gguf import read_gguf
 from tinyllm.models.llama import Llama, LlamaConfig, config_from_gguf, unpermute_rotary_rows
-from tinyllm.nn.rope import Rotate, RotaryEmbedding, apply_rotary, rotary_tables
+from tinyllm.nn.rope import RotaryEmbedding, Rotate, apply_rotary, rotary_tables
 from tinyllm.tokenizers.bpe import bytes_to_unicode
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
