@@ -1,0 +1,228 @@
+"""GPT training step and generation: tinyllm (per attention kernel) vs its PyTorch twin.
+
+    flock /tmp/tinyllm-bench.lock python benchmarks/bench_train.py [--iters 30] [--threads 2]
+
+Part 1, the training step of the `shakespeare-char` preset (n_layer 4, n_head 4, n_embd 128,
+block 64, batch 12, vocab 65, dropout 0): forward + cross-entropy + backward + AdamW step,
+ms/iteration and tokens/s, on random tokens (timing does not depend on the text). tinyllm runs
+once per attention kernel (the array-level reference and the fused Numba kernel); the PyTorch
+twin (tests/torch_gpt.py) runs the same config with the same weights and the same AdamW. Before
+timing, the logits of every tinyllm variant are checked against the twin's.
+
+Part 2, generation: tokens/s sampling 256 new tokens from a 1-token prompt, with and without the
+KV cache, for the preset width with a 512-token context (so that 256 tokens fit without
+cropping), after checking that cached and uncached logits agree.
+"""
+
+# ruff: noqa: N803, N806 - B, T: the field's names for tensor sizes (STYLE.md)
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from benchmarks.common import machine_header, measure, print_table, save_plot, time_once  # noqa: E402
+
+PRESET = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+BATCH = 12
+LR, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
+NEW_TOKENS = 256
+
+
+def random_batches(n: int, batch: int, block: int, vocab: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        ids = rng.integers(0, vocab, size=(batch, block + 1))
+        out.append((ids[:, :-1], ids[:, 1:]))
+    return out
+
+
+def tinyllm_step(model, batches):
+    """Return a function that runs one training step of tinyllm on the next batch."""
+    import tinyllm as tl
+    import tinyllm.nn.functional as F
+    from tinyllm.optim import AdamW, weight_decay_groups
+
+    optimizer = AdamW(weight_decay_groups(model, WEIGHT_DECAY), lr=LR, betas=BETAS)
+    data = [(tl.tensor(x), tl.tensor(y.reshape(-1))) for x, y in batches]
+    position = [0]
+
+    def step():
+        x, y = data[position[0] % len(data)]
+        position[0] += 1
+        optimizer.zero_grad()
+        logits = model(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def torch_step(twin, batches):
+    import torch
+    from torch_gpt import adamw_groups, lm_loss
+
+    optimizer = torch.optim.AdamW(adamw_groups(twin, WEIGHT_DECAY), lr=LR, betas=BETAS)
+    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+    position = [0]
+
+    def step():
+        x, y = data[position[0] % len(data)]
+        position[0] += 1
+        optimizer.zero_grad(set_to_none=True)
+        loss = lm_loss(twin(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def bench_training(iters: int) -> list[list]:
+    import torch
+    from torch_gpt import TorchGPT
+
+    import tinyllm as tl
+    from tinyllm import kernels
+    from tinyllm.models import GPT, GPTConfig
+
+    config = GPTConfig(**PRESET)
+    tokens_per_iter = BATCH * config.block_size
+    batches = random_batches(8, BATCH, config.block_size, config.vocab_size)
+    tl.manual_seed(0)
+    reference_state = GPT(config).state_dict()
+    twin = TorchGPT(config)
+    twin.load_tinyllm_state(reference_state)
+    x0 = batches[0][0]
+    expected = twin(torch.from_numpy(x0)).detach().numpy()
+
+    timings = {}
+    for kernel in ("reference", "numba"):
+        if kernel not in kernels.ATTENTION_KERNELS:
+            print(f"attention kernel {kernel!r} not available; skipped")
+            continue
+        with kernels.use(attention=kernel):
+            model = GPT(config)
+            model.load_state_dict(reference_state)
+            compile_s = time_once(lambda m=model: m(tl.tensor(x0)))
+            error = float(np.abs(model(tl.tensor(x0)).numpy() - expected).max())
+            assert error < 1e-4, f"tinyllm ({kernel}) logits differ from the torch twin by {error}"
+            step = tinyllm_step(model, batches)
+            timings[f"tinyllm ({kernel} attention)"] = (measure(step, warmup=3, repeat=iters), compile_s, error)
+    step = torch_step(twin, batches)
+    timings["pytorch twin"] = (measure(step, warmup=3, repeat=iters), 0.0, 0.0)
+
+    baseline = timings["pytorch twin"][0].median
+    rows = []
+    for name, (timing, compile_s, error) in timings.items():
+        rows.append(
+            [
+                name,
+                timing.median * 1e3,
+                f"{timing.spread():.0%}",
+                tokens_per_iter / timing.median,
+                timing.median / baseline,
+                compile_s,
+                f"{error:.1e}",
+            ]
+        )
+    print_table(
+        ["implementation", "ms/iter", "spread", "tokens/s", "time vs torch", "first call s", "max |dlogits|"],
+        rows,
+        title=f"\ntraining step (fwd + bwd + AdamW), preset {PRESET}, batch {BATCH}, median of {iters}",
+    )
+    return rows
+
+
+def bench_generation(repeat: int) -> list[list]:
+    import tinyllm as tl
+    from tinyllm.models import GPT, GPTConfig
+
+    config = GPTConfig(**{**PRESET, "block_size": 512})
+    tl.manual_seed(0)
+    model = GPT(config)
+    model.eval()
+    ids = np.random.default_rng(1).integers(0, config.vocab_size, size=(1, 64))
+    with tl.no_grad():
+        whole = model(tl.tensor(ids)).numpy()
+        cache = model.new_cache(1)
+        stepped = [model(tl.tensor(ids[:, :32]), cache=cache).numpy()]
+        stepped += [model(tl.tensor(ids[:, t : t + 1]), cache=cache).numpy() for t in range(32, 64)]
+    error = float(np.abs(np.concatenate(stepped, axis=1) - whole).max())
+    assert error < 1e-4, f"cached logits differ from uncached ones by {error}"
+
+    rows, rates = [], {}
+    for use_cache in (True, False):
+        timing = measure(
+            lambda c=use_cache: model.generate([0], NEW_TOKENS, seed=0, use_cache=c), warmup=1, repeat=repeat
+        )
+        rates[use_cache] = NEW_TOKENS / timing.median
+        rows.append(
+            [
+                "with KV cache" if use_cache else "without cache",
+                timing.median,
+                f"{timing.spread():.0%}",
+                rates[use_cache],
+            ]
+        )
+    rows[0].append(rates[True] / rates[False])
+    rows[1].append(1.0)
+    print_table(
+        ["generation", "s per 256 tokens", "spread", "tokens/s", "speed-up"],
+        rows,
+        title=f"\ngeneration of {NEW_TOKENS} tokens, batch 1, preset width with block_size 512, median of {repeat} "
+        f"(max |cached - uncached logits| {error:.1e})",
+    )
+    return rows
+
+
+def plot(train_rows: list[list], gen_rows: list[list]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [row[0] for row in train_rows]
+    left.barh(names, [row[1] for row in train_rows], color=["tab:blue"] * (len(names) - 1) + ["tab:orange"])
+    left.set_xlabel("ms per training iteration (lower is better)")
+    left.set_title("shakespeare-char preset, batch 12")
+    left.invert_yaxis()
+    right.bar([row[0] for row in gen_rows], [row[3] for row in gen_rows], color=["tab:green", "tab:gray"])
+    right.set_ylabel("tokens/s (higher is better)")
+    right.set_title(f"generating {NEW_TOKENS} tokens")
+    fig.tight_layout()
+    save_plot(fig, "bench_train")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=30, help="timed training iterations per implementation")
+    parser.add_argument("--gen-repeat", type=int, default=3, help="timed generations per setting")
+    parser.add_argument("--threads", type=int, default=None, help="threads for BLAS, Numba and torch")
+    args = parser.parse_args()
+    if args.threads:
+        import numba
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        numba.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
+    print(machine_header())
+    train_rows = bench_training(args.iters)
+    gen_rows = bench_generation(args.gen_repeat)
+    plot(train_rows, gen_rows)
+
+
+if __name__ == "__main__":
+    main()
