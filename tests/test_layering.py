@@ -37,6 +37,7 @@ ALLOWED_UPWARD = {
     ("tinyllm/models/llama.py", "tinyllm.io.gguf"),
     ("tinyllm/models/llama.py", "tinyllm.tokenizers.gguf_tokenizer"),
     ("tinyllm/models/bert_pretrained.py", "tinyllm.io.safetensors"),
+    ("tinyllm/models/gpt2.py", "tinyllm.io.safetensors"),
     ("tinyllm/models/bert_pretrained.py", "tinyllm.tokenizers.wordpiece"),
 }
 

