@@ -2,5 +2,6 @@
 
 from tinyllm.models.bert import BERT, BertConfig
 from tinyllm.models.gpt import GPT, GPTConfig
+from tinyllm.models.llama import Llama, LlamaConfig
 
-__all__ = ["BERT", "BertConfig", "GPT", "GPTConfig"]
+__all__ = ["BERT", "BertConfig", "GPT", "GPTConfig", "Llama", "LlamaConfig"]
