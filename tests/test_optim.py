@@ -163,3 +163,12 @@ def test_weight_decay_groups_spare_biases_norms_and_embeddings():
         no_decay["names"]
     )
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_weight_decay_groups_agree_with_the_torch_twins_rule():
+    from torch_gpt import TorchGPT, is_no_decay
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8))
+    twin = TorchGPT.from_tinyllm(model)
+    _, no_decay = weight_decay_groups(model, 0.1)
+    assert set(no_decay["names"]) == {n for n, p in twin.named_parameters() if is_no_decay(n, p)}

@@ -138,8 +138,8 @@ def test_save_load_round_trips_through_json(kind, bpe, char_tokenizer, tmp_path)
 
 
 def test_unknown_tokenizer_type_is_an_error():
-    with pytest.raises(TokenizerError, match="unknown tokenizer type 'wordpiece'"):
-        Tokenizer.from_dict({"type": "wordpiece"})
+    with pytest.raises(TokenizerError, match="unknown tokenizer type 'no-such-kind'"):
+        Tokenizer.from_dict({"type": "no-such-kind"})
 
 
 def test_unreadable_tokenizer_file_is_an_error(tmp_path):
@@ -147,3 +147,15 @@ def test_unreadable_tokenizer_file_is_an_error(tmp_path):
     path.write_text('{"type": "char", "chars"')
     with pytest.raises(TokenizerError, match="cannot read tokenizer file"):
         Tokenizer.load(path)
+
+
+def test_bpe_trains_on_the_bundled_megabyte_and_round_trips_it():
+    from tinyllm.data import load_text
+
+    text = load_text()
+    tokenizer = ByteLevelBPE.train(text, vocab_size=384)
+    part = text[:200_000]
+    ids = tokenizer.encode(part)
+    assert tokenizer.vocab_size == 384
+    assert len(ids) < 0.6 * len(part)
+    assert tokenizer.decode(ids) == part

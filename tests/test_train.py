@@ -160,3 +160,13 @@ def test_corpus_too_short_for_the_block_is_a_data_error():
     corpus = Corpus.from_text("To be, or not to be", TOKENIZER)
     with pytest.raises(DataError, match="has 2 tokens.*block_size 8 needs 9"):
         Trainer(tiny_gpt(), TOKENIZER, corpus, TrainConfig(), progress=False)
+
+
+def test_training_on_the_strict_array_api_backend_matches_numpy():
+    results = {}
+    for device in ("cpu", "strict"):
+        trainer = make_trainer(model=tiny_gpt(), device=device, max_iters=3, grad_clip=0.5)
+        trainer.fit()
+        results[device] = weights(trainer.model)
+    for name, value in results["cpu"].items():
+        np.testing.assert_allclose(results["strict"][name], value, rtol=1e-6, atol=1e-7, err_msg=name)
