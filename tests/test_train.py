@@ -170,3 +170,14 @@ def test_training_on_the_strict_array_api_backend_matches_numpy():
         results[device] = weights(trainer.model)
     for name, value in results["cpu"].items():
         np.testing.assert_allclose(results["strict"][name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_checkpoint_of_another_model_shape_is_an_error_and_loads_nothing(tmp_path):
+    make_trainer(tmp_path, max_iters=2).fit()
+    tl.manual_seed(0)
+    wider = GPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=32))
+    trainer = make_trainer(tmp_path, model=wider)
+    before = weights(trainer.model)
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        trainer.load_checkpoint()
+    assert all(np.array_equal(v, weights(trainer.model)[k]) for k, v in before.items())

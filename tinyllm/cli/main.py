@@ -19,6 +19,7 @@ COMMANDS = [
     "train",
     "sample",
     "eval",
+    "chat",
 ]
 
 

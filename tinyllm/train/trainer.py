@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tinyllm.backend import RANDOM
 from tinyllm.data import BatchSampler, Corpus, fixed_batches
+from tinyllm.errors import CheckpointError
 from tinyllm.io import Checkpoint, load_checkpoint, save_checkpoint
 from tinyllm.optim import SGD, AdamW, WarmupCosine, clip_grad_norm, set_lr, weight_decay_groups
 from tinyllm.train.config import TrainConfig
@@ -91,6 +92,13 @@ class Trainer:
     def load_checkpoint(self, checkpoint: Checkpoint | None = None) -> None:
         """Restore weights, optimizer, RNG states and step from a checkpoint (default: out_dir's)."""
         checkpoint = checkpoint or load_checkpoint(self.out_dir)
+        expected = {name: param.shape for name, param in self.model.named_parameters()}
+        found = {name: tuple(array.shape) for name, array in checkpoint.weights.items()}
+        if found != expected:  # checked before anything is loaded, so a mismatch changes nothing
+            differing = sorted(
+                set(found) ^ set(expected) | {n for n in found if n in expected and found[n] != expected[n]}
+            )
+            raise CheckpointError(f"the checkpoint's weights do not fit the model: {differing[:5]} differ")
         self.model.load_state_dict(checkpoint.weights)
         if checkpoint.optimizer is not None:
             self.optimizer.load_state_dict(checkpoint.optimizer)
