@@ -16,6 +16,7 @@ import sys
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("sample", help="generate text from a trained model", description=__doc__)
     parser.add_argument("--checkpoint", metavar="DIR", help="a folder written by `tinyllm train`")
+    parser.add_argument("--model", choices=["smollm2"], default=None, help="a pretrained model instead of a checkpoint")
     parser.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=1.0, help="0 means greedy")
@@ -31,8 +32,12 @@ def load_model(args):
     from tinyllm.errors import ConfigError
     from tinyllm.train import load_trained
 
+    if getattr(args, "model", None) is not None:
+        from tinyllm.cli.chat import load_pretrained
+
+        return load_pretrained(args.model, args.device)
     if args.checkpoint is None:
-        raise ConfigError("tinyllm sample needs --checkpoint DIR")
+        raise ConfigError("tinyllm sample needs --checkpoint DIR or --model NAME")
     model, tokenizer, _ = load_trained(args.checkpoint, device=args.device)
     return model, tokenizer
 
