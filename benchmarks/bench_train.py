@@ -143,6 +143,70 @@ def bench_training(iters: int) -> list[list]:
     return rows
 
 
+def op_breakdown(repeat: int) -> list[list]:
+    """Return rows (op, ms per training step, share) of tinyllm's step, per Function class and
+    direction: each op's time is the minimum over `repeat` steps (robust to a busy machine)."""
+    import time
+    from collections import defaultdict
+
+    import tinyllm as tl
+    from tinyllm.autograd.function import Function
+    from tinyllm.models import GPT, GPTConfig
+
+    config = GPTConfig(**PRESET)
+    tl.manual_seed(0)
+    step = tinyllm_step(GPT(config), random_batches(8, BATCH, config.block_size, config.vocab_size))
+    step()
+    spent = defaultdict(float)
+
+    def timed(name, method):
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            out = method(self, *args, **kwargs)
+            spent[name] += time.perf_counter() - start
+            return out
+
+        return wrapper
+
+    classes, stack = [], list(Function.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        classes.append(cls)
+        stack.extend(cls.__subclasses__())
+    originals = {cls: (cls.__dict__.get("forward"), cls.__dict__.get("backward")) for cls in classes}
+    for cls, (forward, backward) in originals.items():
+        if forward is not None:
+            cls.forward = timed(f"{cls.__name__} forward", forward)
+        if backward is not None:
+            cls.backward = timed(f"{cls.__name__} backward", backward)
+    best, totals = {}, []
+    try:
+        for _ in range(repeat):
+            spent.clear()
+            start = time.perf_counter()
+            step()
+            totals.append(time.perf_counter() - start)
+            for name, seconds in spent.items():
+                best[name] = min(best.get(name, seconds), seconds)
+    finally:
+        for cls, (forward, backward) in originals.items():
+            if forward is not None:
+                cls.forward = forward
+            if backward is not None:
+                cls.backward = backward
+    total = min(totals)
+    rows = [[name, seconds * 1e3, f"{seconds / total:.0%}"] for name, seconds in best.items()]
+    rows.sort(key=lambda row: -row[1])
+    in_ops = sum(best.values())
+    rows.append(["(outside ops: graph walk, Python, optimizer)", (total - in_ops) * 1e3, f"{1 - in_ops / total:.0%}"])
+    print_table(
+        ["op", "ms per step", "share"],
+        rows,
+        title=f"\nwhere tinyllm's training step spends its time (default kernels), fastest step {total * 1e3:.1f} ms",
+    )
+    return rows
+
+
 def bench_generation(repeat: int) -> list[list]:
     import tinyllm as tl
     from tinyllm.models import GPT, GPTConfig
@@ -209,6 +273,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=30, help="timed training iterations per implementation")
     parser.add_argument("--gen-repeat", type=int, default=3, help="timed generations per setting")
     parser.add_argument("--threads", type=int, default=None, help="threads for BLAS, Numba and torch")
+    parser.add_argument("--profile", action="store_true", help="also print the time per op of tinyllm's step")
     args = parser.parse_args()
     if args.threads:
         import numba
@@ -220,6 +285,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(machine_header())
     train_rows = bench_training(args.iters)
+    if args.profile:
+        op_breakdown(args.iters)
     gen_rows = bench_generation(args.gen_repeat)
     plot(train_rows, gen_rows)
 
