@@ -1,14 +1,21 @@
 """`tinyllm eval`: the validation loss and perplexity of a trained model, over a full pass of the data.
 
-    tinyllm eval --checkpoint out-shakespeare-char            # the corpus it was trained on, val split
-    tinyllm eval --checkpoint DIR --data other.txt --split all
+tinyllm eval --checkpoint out-shakespeare-char            # the corpus it was trained on, val split
+tinyllm eval --checkpoint DIR --data other.txt --split all
 """
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="validation loss and perplexity of a checkpoint", description=__doc__)
+    parser = subparsers.add_parser(
+        "eval",
+        help="validation loss and perplexity of a checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--checkpoint", metavar="DIR", required=True, help="a folder written by `tinyllm train`")
     parser.add_argument("--data", metavar="FILE", default=None, help="UTF-8 text (default: the training corpus)")
     parser.add_argument("--split", choices=["val", "train", "all"], default="val", help="which part of the text")

@@ -9,12 +9,18 @@ is one more option in `add_parser` and one more branch there.
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import sys
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("sample", help="generate text from a trained model", description=__doc__)
+    parser = subparsers.add_parser(
+        "sample",
+        help="generate text from a trained model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--checkpoint", metavar="DIR", help="a folder written by `tinyllm train`")
     parser.add_argument("--model", choices=["smollm2"], default=None, help="a pretrained model instead of a checkpoint")
     parser.add_argument("--prompt", default="\n", help="the text to continue (default: a newline)")

@@ -13,6 +13,7 @@ checkpoint and exits with status 130; `--resume` continues exactly where it stop
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 
@@ -39,7 +40,7 @@ def _flag_type(annotation: str):
     return {"int": int, "float": float, "str": str, "bool": bool}[base]
 
 
-def _add_dataclass_flags(group, cls, skip=()) -> list[str]:
+def _add_dataclass_flags(group, cls, preset: dict, skip=()) -> list[str]:
     """Add a --flag (default None: "not given") for each field of a dataclass; return the field names."""
     names = []
     for field in dataclasses.fields(cls):
@@ -47,12 +48,13 @@ def _add_dataclass_flags(group, cls, skip=()) -> list[str]:
             continue
         kind = _flag_type(str(field.type))
         flag = "--" + field.name.replace("_", "-")
+        default = preset.get(field.name, field.default)
         if kind is bool:
-            group.add_argument(flag, action="store_true", default=None, help=f"set {field.name}")
+            group.add_argument(flag, action="store_true", default=None, help=f"(preset: {default})")
             group.add_argument("--no-" + field.name.replace("_", "-"), dest=field.name, action="store_false")
         else:
             group.add_argument(
-                flag, type=kind, default=None, metavar=kind.__name__.upper(), help=f"{cls.__name__}.{field.name}"
+                flag, type=kind, default=None, metavar=kind.__name__.upper(), help=f"(preset: {default})"
             )
         names.append(field.name)
     return names
@@ -62,15 +64,24 @@ def add_parser(subparsers) -> None:
     from tinyllm.models import GPTConfig
     from tinyllm.train import TrainConfig
 
-    parser = subparsers.add_parser("train", help="train a GPT (preset shakespeare-char)", description=__doc__)
+    parser = subparsers.add_parser(
+        "train",
+        help="train a GPT (preset shakespeare-char)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-char")
     parser.add_argument("--out", default=None, help="checkpoint folder (default: out-<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a checkpoint")
     parser.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    model_flags = _add_dataclass_flags(parser.add_argument_group("model (GPTConfig)"), GPTConfig, skip={"vocab_size"})
-    train_flags = _add_dataclass_flags(parser.add_argument_group("training (TrainConfig)"), TrainConfig)
+    preset = PRESETS["shakespeare-char"]
+    model_group = parser.add_argument_group("model (GPTConfig)")
+    model_flags = _add_dataclass_flags(model_group, GPTConfig, preset["model"], skip={"vocab_size"})
+    train_flags = _add_dataclass_flags(
+        parser.add_argument_group("training (TrainConfig)"), TrainConfig, preset["train"]
+    )
     parser.set_defaults(func=run, model_flags=model_flags, train_flags=train_flags)
 
 
