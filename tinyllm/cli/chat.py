@@ -87,7 +87,11 @@ class ChatSession:
         from tinyllm.generate import stream
 
         self.messages.append({"role": "user", "content": text})
-        ids = self.prompt_ids()
+        try:
+            ids = self.prompt_ids()
+        except Exception:
+            self.messages.pop()  # a turn that cannot be answered leaves the conversation as it was
+            raise
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces, count = [], 0
         start = time.perf_counter()
