@@ -81,29 +81,27 @@ def test_ctrl_c_signal_saves_a_checkpoint_and_returns_cleanly(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_interrupt_inside_a_step_rolls_back_to_its_start(tmp_path, monkeypatch):
+def test_interrupt_inside_a_step_rolls_back_to_its_start(tmp_path):
     trainer = make_trainer(tmp_path, max_iters=5)
-    real_step = trainer.train_step
-    calls = []
+    forward = trainer.model.forward
+    after_step_3 = {}
 
-    def interrupted_step():
-        if len(calls) == 3:
-            trainer.sampler.next()  # draw a batch, as a real step would, before the interrupt
+    def forward_interrupted_in_step_4(idx, *args, **kwargs):
+        logits = forward(idx, *args, **kwargs)  # draws dropout masks
+        if trainer.step == 3 and trainer.model.training:  # batch and masks drawn, the update not yet made
             raise KeyboardInterrupt
-        calls.append(1)
-        return real_step()
-
-    monkeypatch.setattr(trainer, "train_step", interrupted_step)
-    before = None
+        return logits
 
     def remember(t, record):
-        nonlocal before
-        before = t.sampler.state_dict()
+        after_step_3.update(rng=tl.backend.RANDOM.get_state(), data=t.sampler.state_dict(), weights=weights(t.model))
 
+    trainer.model.forward = forward_interrupted_in_step_4
     trainer.callbacks.append(remember)
     result = trainer.fit()
     assert result.interrupted and result.step == 3
-    assert load_checkpoint(tmp_path).state["data"] == before
+    saved = load_checkpoint(tmp_path)
+    assert saved.state["data"] == after_step_3["data"] and saved.state["rng"] == after_step_3["rng"]
+    assert all(np.array_equal(v, saved.weights[k]) for k, v in after_step_3["weights"].items())
 
 
 def test_gradient_accumulation_equals_one_big_batch():

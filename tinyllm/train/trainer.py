@@ -87,6 +87,7 @@ class Trainer:
         self._recent_losses: list[float] = []
         self._stop_requested = False
         self._updating = False
+        self._step_start = None  # (RNG state, data position) at the start of the step under way
 
     # -- resume -----------------------------------------------------------------------------------
     def load_checkpoint(self, checkpoint: Checkpoint | None = None) -> None:
@@ -143,6 +144,7 @@ class Trainer:
     def train_step(self) -> dict:
         """Run one optimizer step; return its record {"kind", "step", "loss", "lr", "grad_norm", "ms"}."""
         started = time.perf_counter()
+        self._step_start = (RANDOM.get_state(), self.sampler.state_dict())
         lr = self.schedule(self.step)
         set_lr(self.optimizer, lr)
         accum = self.config.grad_accum_steps
@@ -157,6 +159,7 @@ class Trainer:
         self._updating = True
         self.optimizer.step()
         self.step += 1
+        self._step_start = None
         self._updating = False
         self.optimizer.zero_grad()
         ms = (time.perf_counter() - started) * 1000
@@ -189,14 +192,12 @@ class Trainer:
         bar = _progress_bar(config.max_iters, self.step, self.progress)
         previous_handler = self._install_sigint_handler()
         interrupted, train_loss = False, None
-        snapshot = None
+        self._stop_requested = False
         try:
             if self.step == 0 and self.step < config.max_iters:
                 self._record(self.evaluate(), bar)
             while self.step < config.max_iters:
-                snapshot = (RANDOM.get_state(), self.sampler.state_dict())
                 record = self.train_step()
-                snapshot = None
                 train_loss = record["loss"]
                 self._recent_losses.append(train_loss)
                 if self.step % config.log_interval == 0 or self.step == config.max_iters:
@@ -217,9 +218,10 @@ class Trainer:
             if self._updating:
                 print("\ninterrupted inside the optimizer update: no checkpoint written", file=sys.stderr)
                 raise
-            if snapshot is not None:  # stopped inside a step: undo its random draws and gradients
-                RANDOM.set_state(snapshot[0])
-                self.sampler.load_state_dict(snapshot[1])
+            if self._step_start is not None:  # stopped inside a step: undo its random draws and gradients
+                RANDOM.set_state(self._step_start[0])
+                self.sampler.load_state_dict(self._step_start[1])
+                self._step_start = None
                 self.optimizer.zero_grad()
             interrupted = True
             folder = self.save()
