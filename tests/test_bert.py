@@ -217,3 +217,14 @@ def test_truncated_weights_file_is_named(model_copy):
     (model_copy / "model.safetensors").write_bytes(data)
     with pytest.raises(ConfigError, match=r"model\.safetensors"):
         BERT.from_pretrained(model_copy)
+
+
+def test_embed_cli_prints_similarities_and_vectors(capsys):
+    from tinyllm.cli.main import main
+
+    assert main(["embed", "--similarity", "A man is eating food.", "Someone is having a meal."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "1.0000" in lines[1]
+    assert main(["embed", "hello", "--digits", "3"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["text"] == "hello" and len(record["embedding"]) == 384

@@ -20,6 +20,9 @@ COMMANDS = [
     "sample",
     "eval",
     "chat",
+    "embed",
+    "finetune",
+    "pretrain_mlm",
 ]
 
 

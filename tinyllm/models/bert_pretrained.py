@@ -95,14 +95,15 @@ def load_tokenizer(directory: str | Path) -> WordPieceTokenizer:
         raise ConfigError(f"{vocab}: {error}") from None
 
 
-def load_bert(directory: str | Path) -> BERT:
-    """Return a BERT (eval mode, with its tokenizer) loaded from a transformers-layout directory."""
+def read_checkpoint(directory: str | Path) -> tuple[BertConfig, dict, dict]:
+    """Return (config, config.json as a dict, {name: array} of model.safetensors) of a directory."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError(
             f"model directory {directory} does not exist (expected config.json, model.safetensors, vocab.txt)"
         )
-    config = BertConfig.from_dict(_read_json(directory / "config.json"))
+    raw_config = _read_json(directory / "config.json")
+    config = BertConfig.from_dict(raw_config)
     weights_path = directory / "model.safetensors"
     if not weights_path.is_file():
         raise ConfigError(f"model.safetensors not found in {directory}")
@@ -110,37 +111,103 @@ def load_bert(directory: str | Path) -> BERT:
         tensors = load_file(weights_path)
     except CheckpointError as error:
         raise ConfigError(f"model.safetensors is malformed: {error}") from None
+    return config, raw_config, tensors
+
+
+def _load_encoder(model: BERT, tensors: dict, directory: Path) -> None:
+    """Copy the encoder weights of a checkpoint into model and attach the directory's tokenizer."""
     state = to_tinyllm_names(tensors)
-    model = BERT(config)
     expected = dict(model.named_parameters())
     missing = sorted(set(expected) - set(state))
+    source = directory / "model.safetensors"
     if missing:
-        raise ConfigError(f"{weights_path} lacks {len(missing)} weights of the config's model, e.g. {missing[:3]}")
+        raise ConfigError(f"{source} lacks {len(missing)} weights of the config's model, e.g. {missing[:3]}")
     for name, param in expected.items():
         if tuple(state[name].shape) != param.shape:
             raise ConfigError(
-                f"{weights_path}: weight {name} has shape {tuple(state[name].shape)}, config.json implies {param.shape}"
+                f"{source}: weight {name} has shape {tuple(state[name].shape)}, config.json implies {param.shape}"
             )
     model.load_state_dict(state)
     model.tokenizer = load_tokenizer(directory)
-    if model.tokenizer.vocab_size != config.vocab_size:
+    if model.tokenizer.vocab_size != model.config.vocab_size:
         raise ConfigError(
-            f"vocab.txt has {model.tokenizer.vocab_size} tokens but config.json says vocab_size {config.vocab_size}"
+            f"vocab.txt has {model.tokenizer.vocab_size} tokens but config.json says vocab_size {model.config.vocab_size}"
         )
+
+
+def load_bert(directory: str | Path) -> BERT:
+    """Return a BERT (eval mode, with its tokenizer) loaded from a transformers-layout directory."""
+    config, _, tensors = read_checkpoint(directory)
+    model = BERT(config)
+    _load_encoder(model, tensors, Path(directory))
     return model.eval()
 
 
-def save_bert(model: BERT, directory: str | Path, extra_tensors: dict | None = None) -> None:
+def _load_head(module, tensors: dict, names: dict) -> bool:
+    """Copy {checkpoint name: parameter name} into module if all are present with the right shapes."""
+    params = dict(module.named_parameters())
+    if not all(k in tensors and tuple(tensors[k].shape) == params[v].shape for k, v in names.items()):
+        return False
+    module.load_state_dict({v: tensors[k] for k, v in names.items()}, strict=False)
+    return True
+
+
+_MLM_HEAD = {
+    "cls.predictions.transform.dense.weight": "dense.weight",
+    "cls.predictions.transform.dense.bias": "dense.bias",
+    "cls.predictions.transform.LayerNorm.weight": "norm.weight",
+    "cls.predictions.transform.LayerNorm.bias": "norm.bias",
+    "cls.predictions.bias": "bias",
+}
+_CLASSIFIER = {"classifier.weight": "weight", "classifier.bias": "bias"}
+
+
+def load_masked_lm(directory: str | Path):
+    """Return a BertForMaskedLM (eval mode); its head is loaded when the checkpoint has one."""
+    from tinyllm.models.bert_heads import BertForMaskedLM
+
+    config, _, tensors = read_checkpoint(directory)
+    model = BertForMaskedLM(config)
+    _load_encoder(model.bert, tensors, Path(directory))
+    _load_head(model.head, tensors, _MLM_HEAD)
+    return model.eval()
+
+
+def load_classifier(directory: str | Path, num_labels: int = 2, pooling: str = "mean"):
+    """Return a BertForSequenceClassification (eval mode) on a checkpoint's encoder.
+
+    A directory written by its `save_pretrained` also restores the head, its label count and pooling.
+    """
+    from tinyllm.models.bert_heads import BertForSequenceClassification
+
+    config, raw_config, tensors = read_checkpoint(directory)
+    num_labels = int(raw_config.get("num_labels", num_labels))
+    pooling = raw_config.get("classifier_pooling", pooling)
+    model = BertForSequenceClassification(config, num_labels=num_labels, pooling=pooling)
+    _load_encoder(model.bert, tensors, Path(directory))
+    _load_head(model.classifier, tensors, _CLASSIFIER)
+    return model.eval()
+
+
+def save_bert(
+    model: BERT,
+    directory: str | Path,
+    extra_tensors: dict | None = None,
+    extra_config: dict | None = None,
+    prefix: str = "",
+) -> None:
     """Write model (and its tokenizer's vocab.txt) to directory in transformers' layout.
 
-    extra_tensors: more {transformers name: array} to store (a task head's weights).
+    extra_tensors: more {transformers name: array} to store (a task head's weights);
+    extra_config: more config.json fields; prefix: put before the encoder's names ("bert.").
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {_rename(name, _INVERSE) or name: array for name, array in model.state_dict().items()}
+    state = {prefix + (_rename(name, _INVERSE) or name): array for name, array in model.state_dict().items()}
     state.update(extra_tensors or {})
     save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    config = {**model.config.to_dict(), **(extra_config or {})}
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if model.tokenizer is not None:
         (directory / "vocab.txt").write_text("\n".join(model.tokenizer.vocab) + "\n", encoding="utf-8")
         tokenizer = model.tokenizer
@@ -152,3 +219,22 @@ def save_bert(model: BERT, directory: str | Path, extra_tensors: dict | None = N
             "tokenizer_class": "BertTokenizer",
         }
         (directory / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def save_masked_lm(model, directory: str | Path) -> None:
+    """Write a BertForMaskedLM as transformers does (encoder under "bert.", head under "cls.predictions.")."""
+    head = model.head.state_dict()
+    extra = {name: head[param_name] for name, param_name in _MLM_HEAD.items()}
+    save_bert(model.bert, directory, extra, {"architectures": ["BertForMaskedLM"]}, prefix="bert.")
+
+
+def save_classifier(model, directory: str | Path) -> None:
+    """Write a BertForSequenceClassification: encoder, "classifier.*", num_labels and pooling in config.json."""
+    head = model.classifier.state_dict()
+    extra = {name: head[param_name] for name, param_name in _CLASSIFIER.items()}
+    config = {
+        "num_labels": model.num_labels,
+        "classifier_pooling": model.pooling,
+        "architectures": ["BertForSequenceClassification"],
+    }
+    save_bert(model.bert, directory, extra, config, prefix="bert.")

@@ -1,0 +1,146 @@
+"""Task heads on a BERT encoder: masked-language modelling and sequence classification.
+
+    BertForMaskedLM:  hidden (N, C) -> dense -> GELU -> LayerNorm -> @ word_embeddings^T + bias
+                      -> logits (N, vocab); the decoder is tied to the input embeddings
+    BertForSequenceClassification: hidden (B, T, C) -> mean over tokens (or [CLS]) -> dropout
+                      -> linear -> logits (B, num_labels); no pooler layer
+
+The MLM head's parameters are named as transformers' `cls.predictions.*` once saved
+(bert_pretrained.py), so `BertForMaskedLM.from_pretrained` works on both our and their files.
+"""
+
+# ruff: noqa: N803, N806 - B, T, C: the field's names for tensor sizes (STYLE.md)
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyllm.autograd.tensor import Tensor
+from tinyllm.backend import RANDOM
+from tinyllm.errors import ConfigError
+from tinyllm.models.bert import _ACTIVATIONS, BERT, BertConfig, mean_pool
+from tinyllm.nn import functional as F
+from tinyllm.nn.layers import Dropout, LayerNorm, Linear
+from tinyllm.nn.module import Module, Parameter
+from tinyllm.ops import zeros
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class HeadOutput:
+    """logits, and the mean cross-entropy loss when labels were given (else None)."""
+
+    logits: Tensor
+    loss: Tensor | None = None
+
+
+def _init_linear(layer: Linear, std: float) -> None:
+    """Initialize as transformers does: weight N(0, std), bias 0."""
+    layer.weight.data = layer.weight._backend.from_host(RANDOM.normal(layer.weight.shape, "float32") * std)
+    layer.bias.data = layer.bias._backend.xp.zeros_like(layer.bias.data)
+
+
+class MLMHead(Module):
+    """Return vocabulary logits (N, V) of hidden states (N, C): transform, then the tied decoder."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.approximate = _ACTIVATIONS[config.hidden_act]
+        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = Parameter(zeros(config.vocab_size))
+        _init_linear(self.dense, config.initializer_range)
+
+    def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
+        x = self.norm(F.gelu(self.dense(hidden), self.approximate))  # (N, C)
+        return F.linear(x, word_embeddings, self.bias)  # (N, V)
+
+
+class BertForMaskedLM(Module):
+    """BERT with the masked-LM head; `model(ids, mask, labels=labels)` gives the masked-token loss."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BERT(config)
+        self.head = MLMHead(config)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> HeadOutput:
+        """Return logits and loss. With labels (B, T) (IGNORE_INDEX where not predicted) the logits
+        are computed only at the labelled positions, (N_labelled, V); without, at all, (B, T, V)."""
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, C)
+        B, T, C = hidden.shape
+        table = self.bert.embeddings.word_embeddings.weight  # (V, C)
+        if labels is None:
+            return HeadOutput(self.head(hidden.reshape(B * T, C), table).reshape(B, T, -1))  # (B, T, V)
+        labels = labels if isinstance(labels, Tensor) else Tensor(labels, device=hidden.device)
+        flat_labels = labels.reshape(B * T)  # (B*T,)
+        xp = flat_labels._backend.xp
+        positions = xp.nonzero(flat_labels.data != IGNORE_INDEX)[0]  # (N,)
+        picked = Tensor._wrap(positions, flat_labels._backend, False, None)
+        logits = self.head(hidden.reshape(B * T, C)[picked], table)  # (N, V)
+        targets = flat_labels[picked]  # (N,)
+        return HeadOutput(logits, F.cross_entropy(logits, targets))
+
+    @classmethod
+    def from_pretrained(cls, directory) -> BertForMaskedLM:
+        """Return the model of a transformers directory; a missing MLM head is freshly initialized."""
+        from tinyllm.models.bert_pretrained import load_masked_lm
+
+        return load_masked_lm(directory)
+
+    def save_pretrained(self, directory) -> None:
+        from tinyllm.models.bert_pretrained import save_masked_lm
+
+        save_masked_lm(self, directory)
+
+    @property
+    def tokenizer(self):
+        return self.bert.tokenizer
+
+
+class BertForSequenceClassification(Module):
+    """BERT + pooling + dropout + linear; `model(ids, mask, labels=labels)` gives logits (B, K) and loss."""
+
+    def __init__(self, config: BertConfig, num_labels: int = 2, pooling: str = "mean", dropout: float | None = None):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if not isinstance(num_labels, int) or num_labels < 2:
+            raise ConfigError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+        self.config, self.num_labels, self.pooling = config, num_labels, pooling
+        self.bert = BERT(config)
+        self.dropout = Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = Linear(config.hidden_size, num_labels)
+        _init_linear(self.classifier, config.initializer_range)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> HeadOutput:
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, C)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]  # (B, C)
+        else:
+            mask = attention_mask if attention_mask is not None else [[1] * hidden.shape[1]] * hidden.shape[0]
+            pooled = mean_pool(hidden, mask)  # (B, C)
+        logits = self.classifier(self.dropout(pooled))  # (B, K)
+        if labels is None:
+            return HeadOutput(logits)
+        labels = labels if isinstance(labels, Tensor) else Tensor(labels, device=hidden.device)
+        return HeadOutput(logits, F.cross_entropy(logits, labels))
+
+    @classmethod
+    def from_pretrained(cls, directory, num_labels: int = 2, pooling: str = "mean") -> BertForSequenceClassification:
+        """Return a classifier on the encoder of a transformers directory; the head is loaded if the
+        directory holds one of the right shape (saved by `save_pretrained`), else initialized."""
+        from tinyllm.models.bert_pretrained import load_classifier
+
+        return load_classifier(directory, num_labels, pooling)
+
+    def save_pretrained(self, directory) -> None:
+        from tinyllm.models.bert_pretrained import save_classifier
+
+        save_classifier(self, directory)
+
+    @property
+    def tokenizer(self):
+        return self.bert.tokenizer
