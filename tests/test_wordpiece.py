@@ -69,7 +69,7 @@ def unicode_drift(tokenizer, reference):
         if not 0xD800 <= cp <= 0xDFFF and unicodedata.category(chr(cp)) in DRIFT_CATEGORIES
     ]
     texts = [f"a{c}b" for c in chars]
-    encoded = reference._tokenizer.encode_batch(texts)
+    encoded = reference.backend_tokenizer.encode_batch(texts)
     return frozenset(c for c, text, ref in zip(chars, texts, encoded) if tokenizer.encode(text) != ref.ids)
 
 
