@@ -29,7 +29,7 @@ _MODULES = {
     ("matmul", "cuda"): "tinyllm.kernels.matmul_cuda",
 }
 _COMPILED_DTYPES = ("float32", "float64")
-_AUTO_ATTENTION = {"cpu": "reference", "cuda": "reference"}
+_AUTO_ATTENTION = {"cpu": "numba", "cuda": "reference"}
 _selected = {"attention": "auto", "matmul": "auto"}
 
 

@@ -1,0 +1,221 @@
+"""F.scaled_dot_product_attention: every kernel against PyTorch's SDPA, forward and gradients.
+
+Shapes are drawn by hypothesis: T = 1, T not a multiple of the kernel block (64), Tq != Tk,
+D in 8..128, causal or not, padding masks (bool or additive, per batch row, some rows with no key
+at all), a dense additive bias. PyTorch gives NaN for a row with every key masked, where tinyllm
+documents zeros: the oracle lets such rows see every key and zeroes their output and incoming
+gradient, so that they must contribute nothing to dk and dv and get dq = 0.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinyllm as tl
+import tinyllm.nn.functional as F
+from tinyllm import kernels
+from tinyllm.kernels import attention_cpu, attention_reference
+
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+MASKS = [None, "padding-bool", "padding-additive", "dense-additive", "decode-bool"]
+
+
+@dataclass
+class AttentionCase:
+    batch: int
+    n_head: int
+    t_q: int
+    t_k: int
+    depth: int
+    causal: bool
+    mask: str | None
+    seed: int
+
+    def arrays(self):
+        """Return q, k, v, grad_out (float64) and the attn_mask array (or None)."""
+        rng = np.random.default_rng(self.seed)
+        q = rng.standard_normal((self.batch, self.n_head, self.t_q, self.depth))
+        k = rng.standard_normal((self.batch, self.n_head, self.t_k, self.depth))
+        v = rng.standard_normal((self.batch, self.n_head, self.t_k, self.depth))
+        grad_out = rng.standard_normal(q.shape)
+        lengths = rng.integers(0, self.t_k + 1, size=self.batch)  # 0: a row with no key at all
+        padding = np.arange(self.t_k)[None, :] < lengths[:, None]  # (B, Tk)
+        if self.mask == "padding-bool":
+            mask = padding[:, None, None, :]  # (B, 1, 1, Tk)
+        elif self.mask == "padding-additive":
+            mask = np.where(padding, 0.0, -np.inf)[:, None, None, :]
+        elif self.mask == "dense-additive":
+            mask = rng.standard_normal((self.t_q, self.t_k))  # (Tq, Tk), broadcast over B, H
+        elif self.mask == "decode-bool":
+            mask = rng.random((self.batch, 1, self.t_q, self.t_k)) < 0.7  # (B, 1, Tq, Tk)
+        else:
+            mask = None
+        return q, k, v, grad_out, mask
+
+
+@st.composite
+def attention_cases(draw):
+    lengths = st.one_of(st.sampled_from([1, 63, 64, 65]), st.integers(1, 140))
+    t_q = draw(lengths)
+    t_k = t_q if draw(st.booleans()) else draw(lengths)
+    return AttentionCase(
+        batch=draw(st.integers(1, 2)),
+        n_head=draw(st.integers(1, 2)),
+        t_q=t_q,
+        t_k=t_k,
+        depth=draw(st.one_of(st.sampled_from([8, 64, 128]), st.integers(8, 128))),
+        causal=draw(st.booleans()),
+        mask=draw(st.sampled_from(MASKS)),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+def torch_oracle(q, k, v, grad_out, mask, causal):
+    """Return out, dq, dk, dv from torch SDPA in float64, masked rows made zero (tinyllm's rule)."""
+    t_q, t_k = q.shape[2], k.shape[2]
+    allowed = np.ones((t_q, t_k), dtype=bool)
+    bias = np.zeros((t_q, t_k))
+    if causal:
+        allowed &= np.tril(np.ones((t_q, t_k), dtype=bool))
+    if mask is not None and mask.dtype == bool:
+        allowed = allowed & mask
+    elif mask is not None:
+        allowed = allowed & np.isfinite(mask)
+        bias = bias + np.where(np.isfinite(mask), mask, 0.0)
+    allowed = np.broadcast_to(allowed, q.shape[:2] + (t_q, t_k))
+    dead = ~allowed.any(axis=-1)  # (B, H, Tq): rows with no key
+    attend = allowed | dead[..., None]
+    torch_bias = torch.tensor(np.where(attend, np.broadcast_to(bias, attend.shape), -np.inf))
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch_bias)
+    out.backward(torch.tensor(grad_out * ~dead[..., None]))
+    live = ~dead[..., None]
+    return out.detach().numpy() * live, tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy()
+
+
+def tinyllm_attention(case: AttentionCase, arrays, dtype: str):
+    """Return out, dq, dk, dv of F.scaled_dot_product_attention (and the output tensor)."""
+    q, k, v, grad_out, mask = arrays
+    tq, tk, tv = (tl.tensor(a, dtype=dtype, requires_grad=True) for a in (q, k, v))
+    tmask = None if mask is None else tl.tensor(mask, dtype="bool" if mask.dtype == bool else dtype)
+    out = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tmask, is_causal=case.causal)
+    out.backward(tl.tensor(grad_out, dtype=dtype))
+    return out.numpy(), tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy()
+
+
+def assert_close(actual, expected, tolerance, name):
+    """Relative to the largest expected value; at least 0.1, the size of the rounding of terms of
+    order one that cancel (e.g. dq of a row that sees a single key is exactly 0)."""
+    scale = max(float(np.abs(expected).max()), 0.1)
+    assert np.all(np.isfinite(actual)), f"{name}: not finite"
+    np.testing.assert_allclose(actual, expected, rtol=tolerance, atol=tolerance * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel", ["reference", "numba"])
+@given(case=attention_cases())
+def test_attention_matches_torch_sdpa_forward_and_gradients(kernel, dtype, case):
+    arrays = case.arrays()
+    expected = torch_oracle(*arrays, case.causal)
+    with kernels.use(attention=kernel):
+        actual = tinyllm_attention(case, arrays, dtype)
+    for name, a, e in zip(("out", "dq", "dk", "dv"), actual, expected):
+        assert_close(a, e, TOLERANCE[dtype], f"{kernel} {dtype} {name}")
+
+
+@given(case=attention_cases())
+def test_fused_cpu_kernel_matches_reference_kernel(case):
+    q, k, v, grad_out, mask = case.arrays()
+    bias = None if mask is None else attention_reference.mask_to_bias(mask, q)
+    results = []
+    for module in (attention_reference, attention_cpu):
+        out, saved = module.forward(q, k, v, bias, case.causal, 0.3)
+        results.append((out, *module.backward(q, k, v, bias, case.causal, 0.3, out, saved, grad_out)))
+    for name, fused, reference in zip(("out", "dq", "dk", "dv"), results[1], results[0]):
+        assert_close(fused, reference, 1e-10, name)
+
+
+@pytest.mark.parametrize("kernel", ["reference", "numba"])
+def test_rows_with_every_key_masked_give_zeros_and_zero_gradients(kernel):
+    q = tl.randn(2, 2, 5, 8, dtype="float64", requires_grad=True)
+    k = tl.randn(2, 2, 7, 8, dtype="float64", requires_grad=True)
+    v = tl.randn(2, 2, 7, 8, dtype="float64", requires_grad=True)
+    mask = np.ones((2, 1, 1, 7), dtype=bool)
+    mask[1] = False  # batch row 1 has no key at all
+    with kernels.use(attention=kernel):
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=tl.tensor(mask))
+        (out * out).sum().backward()
+    assert np.all(out.numpy()[1] == 0) and np.all(np.abs(out.numpy()[0]).sum(-1) > 0)
+    for t in (q, k, v):
+        assert np.all(t.grad.numpy()[1] == 0) and np.all(np.isfinite(t.grad.numpy()))
+
+
+def test_strict_device_runs_the_reference_and_matches_the_cpu():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 6, 8)) for _ in range(3))
+    outs = []
+    for device in ("cpu", "strict"):
+        tq, tk, tv = (tl.tensor(a, dtype="float64", device=device, requires_grad=True) for a in (q, k, v))
+        out = F.scaled_dot_product_attention(tq, tk, tv, is_causal=True)
+        out.sum().backward()
+        outs.append([out.numpy(), tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy()])
+    for cpu, strict in zip(*outs):
+        np.testing.assert_allclose(strict, cpu, rtol=1e-12, atol=1e-12)
+
+
+def test_use_selects_a_kernel_and_restores_the_previous_choice():
+    assert kernels.selected("attention") == "auto"
+    with kernels.use(attention="reference"):
+        assert kernels.selected("attention") == "reference"
+        q = tl.randn(1, 1, 3, 4)
+        assert kernels.attention_kernel(q.data) is attention_reference
+    assert kernels.selected("attention") == "auto"
+    assert kernels.attention_kernel(q.data) is attention_cpu
+    with pytest.raises(ValueError):
+        kernels.use(attention="fastest")
+
+
+def test_forced_numba_kernel_on_the_strict_device_raises_device_error():
+    q = tl.randn(1, 1, 3, 4, device="strict")
+    with kernels.use(attention="numba"), pytest.raises(tl.DeviceError):
+        F.scaled_dot_product_attention(q, q, q)
+
+
+def test_mask_that_does_not_broadcast_raises_shape_error():
+    q = tl.randn(2, 2, 3, 4)
+    with pytest.raises(tl.ShapeError):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=tl.ones(3, 2, dtype="bool"))
+
+
+def _peak_extra_bytes(fn) -> int:
+    """Return the peak bytes allocated while fn runs, minus the bytes of the arrays it returns."""
+    tracemalloc.start()
+    results = fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - sum(a.nbytes for a in results)
+
+
+def test_fused_forward_backward_at_t2048_allocates_under_5_percent_of_the_scores():
+    batch, n_head, t, depth = 1, 2, 2048, 64
+    rng = np.random.default_rng(0)
+    q, k, v, grad_out = (rng.standard_normal((batch, n_head, t, depth)).astype(np.float32) for _ in range(4))
+    scores_bytes = batch * n_head * t * t * 4  # one (B, H, T, T) float32 array
+
+    def run(module):
+        def fwd_bwd():
+            out, saved = module.forward(q, k, v, None, True, 0.125)
+            return (out, *module.backward(q, k, v, None, True, 0.125, out, saved, grad_out))
+
+        return fwd_bwd
+
+    run(attention_cpu)()  # compile outside the measurement
+    assert _peak_extra_bytes(run(attention_cpu)) < 0.05 * scores_bytes
+    assert _peak_extra_bytes(run(attention_reference)) > scores_bytes  # the measurement sees T x T

@@ -1,0 +1,320 @@
+"""Fused softmax attention on the CPU in Numba: flash-attention's algorithm, forward and backward.
+
+The reference (attention_reference.py) materializes the (Tq, Tk) probabilities of every head.
+This kernel never does. Per (batch*head, block of queries) it walks over blocks of keys and
+keeps, for each query row, a running maximum m, a running sum l of exp(s - m) and an
+unnormalized output accumulator (the "online softmax"): when a block raises the maximum, the old
+sum and accumulator are rescaled by exp(m_old - m_new). Only the output and one log-sum-exp per
+query row (lse = m + log l) are saved; backward recomputes each block of probabilities as
+exp(s - lse) and forms the gradients block by block, one thread per (batch*head):
+
+    dV += P^T dO,   dP = dO V^T,   dS = P * (dP - rowsum(dO * O)),   dQ += dS K,   dK += dS^T Q
+
+Rows with every key masked have l = 0: their output is zero and their lse is +inf, so their
+recomputed probabilities, and hence all their gradients, are zero.
+
+How it is fast:
+- the products of blocks (64 x D by D x 64) are `np.dot` calls, which Numba sends to BLAS; BLAS
+  runs single-threaded inside the kernel (`_blas_single_thread`) since Numba's threads already
+  split the work over (batch*head, query block);
+- q, k, v are viewed as blocks (BH, n_blocks, block, D) so that every operand is a C-contiguous
+  (or transposed, Fortran-contiguous) matrix, which BLAS takes without a copy; they are copied
+  only when T is not a multiple of the block (padded with zeros; padded keys are masked);
+- this Numba has no SVML, so `np.exp` in a loop is a scalar libm call: `_exp_rows` is a
+  polynomial exp (range reduction by ln 2, degree-11 Taylor, 2^k written as exponent bits) whose
+  loops LLVM vectorizes, accurate to ~1e-15 relative, which float64 needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+from numba import njit, prange
+
+from tinyllm.backend import np
+
+BLOCK = 64
+# no "ninf": masked scores are -inf and must compare as such
+_FAST = {"nnan", "nsz", "contract", "reassoc", "arcp"}
+_LN2_HI = 0.693145751953125  # ln 2 with the low mantissa bits zero, so k * _LN2_HI is exact
+_LN2_LO = 1.42860682030941723212e-6
+# log2(e), ln2 split, 1/2, the underflow cut, then 1/n! for n = 0..11 (|r| <= ln(2)/2: error < 1e-14)
+_EXP_CONSTANTS = [1.0 / math.log(2.0), _LN2_HI, _LN2_LO, 0.5, -87.0] + [1.0 / math.factorial(n) for n in range(12)]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _exp_rows(s, shift, consts, bits, powers):
+    """Set s[r, :] = exp(s[r, :] - shift[r]) for every row r (0 where the argument is below -87).
+
+    bits is an int array of s's item size and powers the same memory viewed as floats: 2^k is
+    written as exponent bits (k + bias) << mantissa_bits, by a float multiply that is exact.
+    """
+    log2e, ln2_hi, ln2_lo, half, low = consts[0], consts[1], consts[2], consts[3], consts[4]
+    c0, c1, c2, c3, c4, c5 = consts[5], consts[6], consts[7], consts[8], consts[9], consts[10]
+    c6, c7, c8, c9, c10, c11 = consts[11], consts[12], consts[13], consts[14], consts[15], consts[16]
+    zero = consts[0] * 0
+    if s.itemsize == 4:
+        bias, mantissa = zero + 127, zero + 8388608.0  # 2^23
+    else:
+        bias, mantissa = zero + 1023, zero + 4503599627370496.0  # 2^52
+    n_rows, n_cols = s.shape
+    for r in range(n_rows):
+        m = shift[r]
+        for j in range(n_cols):
+            x = s[r, j] - m
+            xc = max(x, low)
+            k = np.floor(xc * log2e + half)
+            t = xc - k * ln2_hi - k * ln2_lo
+            p = c11 * t + c10
+            p = p * t + c9
+            p = p * t + c8
+            p = p * t + c7
+            p = p * t + c6
+            p = p * t + c5
+            p = p * t + c4
+            p = p * t + c3
+            p = p * t + c2
+            p = p * t + c1
+            p = p * t + c0
+            s[r, j] = p if x >= low else zero
+            bits[j] = (k + bias) * mantissa
+        for j in range(n_cols):
+            s[r, j] *= powers[j]
+
+
+@njit(cache=True, fastmath=_FAST)
+def _mask_scores(s, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal):
+    """Scale the raw scores s = q_blk @ k_blk^T, add the bias, set -inf where a key is masked
+    (causal, or padding past t_k). Rows past t_q (padding) get no bias."""
+    n_rows, n_cols = s.shape
+    for r in range(n_rows):
+        for j in range(n_cols):
+            s[r, j] *= scale
+    if has_bias:
+        bb = b if bias.shape[0] > 1 else 0
+        hb = h if bias.shape[1] > 1 else 0
+        n_cols_real = min(n_cols, t_k - j0)
+        for r in range(min(n_rows, t_q - i0)):
+            ib = i0 + r if bias.shape[2] > 1 else 0
+            for j in range(n_cols_real):
+                s[r, j] += bias[bb, hb, ib, j0 + j]
+    for r in range(n_rows):
+        first_masked = min(n_cols, t_k - j0)
+        if causal:
+            first_masked = min(first_masked, max(i0 + r + 1 - j0, 0))
+        for j in range(first_masked, n_cols):
+            s[r, j] = -np.inf
+
+
+@njit(cache=True, fastmath=_FAST)
+def _running_max(s, row_max, new_max, shift):
+    """new_max = max(row_max, rowmax(s)); shift = new_max, or 0 where it is -inf (exp -> 0)."""
+    n_rows, n_cols = s.shape
+    for r in range(n_rows):
+        m = row_max[r]
+        for j in range(n_cols):
+            m = max(m, s[r, j])
+        new_max[r] = m
+        shift[r] = m if m != -np.inf else 0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _forward(q, k, v, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, int_like, out, lse):
+    """out (BH, nQ, bq, D) and lse (BH, nQ * bq) from blocked q (BH, nQ, bq, D), k, v (BH, nK, bk, D)."""
+    n_bh, n_q_blocks, block_q, depth = q.shape
+    block_k = k.shape[2]
+    dtype = q.dtype
+    for task in prange(n_bh * n_q_blocks):
+        bh, qb = task // n_q_blocks, task % n_q_blocks
+        i0 = qb * block_q
+        b, h = bh // n_head, bh % n_head
+        q_blk = q[bh, qb]
+        s = np.empty((block_q, block_k), dtype=dtype)
+        pv = np.empty((block_q, depth), dtype=dtype)
+        acc = np.zeros((block_q, depth), dtype=dtype)
+        row_max = np.full(block_q, -np.inf, dtype=dtype)
+        row_sum = np.zeros(block_q, dtype=dtype)
+        new_max = np.empty(block_q, dtype=dtype)
+        shift = np.empty(block_q, dtype=dtype)
+        powers = np.empty(block_k, dtype=dtype)
+        bits = powers.view(int_like.dtype)
+        key_end = min(t_k, i0 + block_q) if causal else t_k
+        for kb in range((key_end + block_k - 1) // block_k):
+            j0 = kb * block_k
+            np.dot(q_blk, k[bh, kb].T, s)
+            _mask_scores(s, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
+            _running_max(s, row_max, new_max, shift)
+            _exp_rows(s, shift, consts, bits, powers)
+            np.dot(s, v[bh, kb], pv)
+            for r in range(block_q):
+                old, new = row_max[r], new_max[r]
+                if new == -np.inf:  # nothing allowed in this row yet
+                    continue
+                correction = math.exp(old - new) if old != -np.inf else 0.0
+                total = row_sum[r] * correction
+                for j in range(block_k):
+                    total += s[r, j]
+                row_sum[r] = total
+                row_max[r] = new
+                for d in range(depth):
+                    acc[r, d] = acc[r, d] * correction + pv[r, d]
+        for r in range(block_q):
+            if row_sum[r] > 0:
+                inverse = 1 / row_sum[r]
+                for d in range(depth):
+                    out[bh, qb, r, d] = acc[r, d] * inverse
+                lse[bh, i0 + r] = row_max[r] + math.log(row_sum[r])
+            else:
+                for d in range(depth):
+                    out[bh, qb, r, d] = 0
+                lse[bh, i0 + r] = np.inf
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _backward(
+    q, k, v, grad_out, lse, delta, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, int_like, dq, dk, dv
+):
+    """dq (unscaled), dk, dv (blocked like q, k, v) from the blocked inputs, lse and delta = rowsum(dO * O)."""
+    n_bh, n_q_blocks, block_q, depth = q.shape
+    block_k = k.shape[2]
+    dtype = q.dtype
+    key_end = min(t_k, t_q) if causal else t_k  # causal: keys past the last query get no gradient
+    for bh in prange(n_bh):
+        b, h = bh // n_head, bh % n_head
+        p = np.empty((block_q, block_k), dtype=dtype)
+        grad_s = np.empty((block_q, block_k), dtype=dtype)
+        tmp_q = np.empty((block_q, depth), dtype=dtype)
+        tmp_k = np.empty((block_k, depth), dtype=dtype)
+        dk_acc = np.empty((block_k, depth), dtype=dtype)
+        dv_acc = np.empty((block_k, depth), dtype=dtype)
+        shift = np.empty(block_q, dtype=dtype)
+        powers = np.empty(block_k, dtype=dtype)
+        bits = powers.view(int_like.dtype)
+        for kb in range((key_end + block_k - 1) // block_k):
+            j0 = kb * block_k
+            k_blk, v_blk = k[bh, kb], v[bh, kb]
+            dk_acc[:] = 0
+            dv_acc[:] = 0
+            for qb in range(j0 // block_q if causal else 0, n_q_blocks):
+                i0 = qb * block_q
+                q_blk, do_blk = q[bh, qb], grad_out[bh, qb]
+                np.dot(q_blk, k_blk.T, p)
+                _mask_scores(p, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
+                shift[:] = lse[bh, i0 : i0 + block_q]
+                _exp_rows(p, shift, consts, bits, powers)
+                np.dot(p.T, do_blk, tmp_k)
+                dv_acc += tmp_k
+                np.dot(do_blk, v_blk.T, grad_s)
+                for r in range(block_q):
+                    row_delta = delta[bh, i0 + r]
+                    for j in range(block_k):
+                        grad_s[r, j] = p[r, j] * (grad_s[r, j] - row_delta)
+                np.dot(grad_s, k_blk, tmp_q)
+                dq[bh, qb] += tmp_q
+                np.dot(grad_s.T, q_blk, tmp_k)
+                dk_acc += tmp_k
+            for j in range(block_k):
+                for d in range(depth):
+                    dk[bh, kb, j, d] = dk_acc[j, d] * scale
+                    dv[bh, kb, j, d] = dv_acc[j, d]
+
+
+_BLAS_CONTROLLER = []
+
+
+def _blas_single_thread():
+    """Return a context in which BLAS runs on the calling thread only (Numba's threads already
+    split the work; a threaded BLAS call inside each of them would oversubscribe the cores)."""
+    if not _BLAS_CONTROLLER:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return contextlib.nullcontext()
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
+def _block_size(t: int) -> int:
+    return t if t <= BLOCK else BLOCK
+
+
+def _blocked(x, block: int, dtype):
+    """Return x (B, H, T, D) as C-contiguous writable blocks (B*H, ceil(T / block), block, D):
+    a view when T is a multiple of block, else a zero-padded copy."""
+    batch, n_head, t, depth = x.shape
+    n_blocks = -(-t // block)
+    if n_blocks * block == t and x.dtype == dtype and x.flags.c_contiguous and x.flags.writeable:
+        return x.reshape(batch * n_head, n_blocks, block, depth)
+    padded = np.zeros((batch * n_head, n_blocks * block, depth), dtype=dtype)
+    padded[:, :t] = x.reshape(batch * n_head, t, depth)
+    return padded.reshape(batch * n_head, n_blocks, block, depth)
+
+
+def _unblocked(x, shape):
+    """Return blocks (B*H, n, block, D) as (B, H, T, D), dropping the padding."""
+    t = shape[2]
+    flat = x.reshape(x.shape[0], -1, x.shape[3])
+    return flat[:, :t].reshape(shape) if flat.shape[1] != t else flat.reshape(shape)
+
+
+def _bias_blocks(bias, t_k: int, dtype):
+    """Return the additive bias as a C-contiguous (b, h, q, Tk) array (b, h, q in {1, full}),
+    or a dummy (1, 1, 1, 1) array when there is none."""
+    if bias is None:
+        return np.zeros((1, 1, 1, 1), dtype=dtype)
+    bias4 = bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
+    bias4 = np.broadcast_to(bias4, bias4.shape[:3] + (t_k,))
+    return np.array(bias4, dtype=dtype, order="C")
+
+
+def _int_like(dtype):
+    """Return an empty integer array of dtype's item size (the exponent bits of `_exp_rows`)."""
+    return np.empty(0, dtype=np.int32 if np.dtype(dtype).itemsize == 4 else np.int64)
+
+
+def forward(q, k, v, bias, causal: bool, scale: float):
+    """Return (out (B, H, Tq, D), lse (B*H, padded Tq)); see attention_reference for the semantics."""
+    dtype = np.dtype(q.dtype)
+    t_q, t_k = q.shape[2], k.shape[2]
+    qb = _blocked(q, _block_size(t_q), dtype)
+    kb = _blocked(k, _block_size(t_k), dtype)
+    vb = _blocked(v, _block_size(t_k), dtype)
+    out = np.empty_like(qb)
+    lse = np.empty((qb.shape[0], qb.shape[1] * qb.shape[2]), dtype=dtype)
+    args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q.shape[1])
+    with _blas_single_thread():
+        _forward(qb, kb, vb, *args, np.asarray(_EXP_CONSTANTS, dtype=dtype), _int_like(dtype), out, lse)
+    return _unblocked(out, q.shape), lse
+
+
+def backward(q, k, v, bias, causal: bool, scale: float, out, lse, grad_out):
+    """Return (dq, dk, dv) (shapes of q, k, v) from the saved output and log-sum-exp."""
+    dtype = np.dtype(q.dtype)
+    t_q, t_k = q.shape[2], k.shape[2]
+    qb = _blocked(q, _block_size(t_q), dtype)
+    kb = _blocked(k, _block_size(t_k), dtype)
+    vb = _blocked(v, _block_size(t_k), dtype)
+    grad_out_b = _blocked(grad_out, _block_size(t_q), dtype)
+    delta = np.zeros(lse.shape, dtype=dtype)  # (BH, padded Tq): rowsum(dO * O), 0 on padding
+    delta[:, :t_q] = np.sum(grad_out * out, axis=-1, dtype=dtype).reshape(-1, t_q)
+    dq, dk, dv = np.zeros_like(qb), np.zeros_like(kb), np.zeros_like(vb)
+    args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q.shape[1])
+    with _blas_single_thread():
+        _backward(
+            qb,
+            kb,
+            vb,
+            grad_out_b,
+            lse,
+            delta,
+            *args,
+            np.asarray(_EXP_CONSTANTS, dtype=dtype),
+            _int_like(dtype),
+            dq,
+            dk,
+            dv,
+        )
+    dq *= dtype.type(scale)
+    return _unblocked(dq, q.shape), _unblocked(dk, k.shape), _unblocked(dv, v.shape)
