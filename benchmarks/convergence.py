@@ -132,7 +132,7 @@ def main() -> int:
             1000 * twin_seconds / config.max_iters,
             twin_seconds / 60,
         ],
-        ["tinyllm - twin", f"{gap:+.4f}", f"{full_gap:+.4f}", "", ""],
+        ["tinyllm - twin", f"{gap:+.1e}", f"{full_gap:+.1e}", "", ""],
     ]
     print_table(
         [

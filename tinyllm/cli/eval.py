@@ -1,6 +1,6 @@
 """`tinyllm eval`: the validation loss and perplexity of a trained model, over a full pass of the data.
 
-tinyllm eval --checkpoint out-shakespeare-char            # the corpus it was trained on, val split
+tinyllm eval --checkpoint out/shakespeare-char            # the corpus it was trained on, val split
 tinyllm eval --checkpoint DIR --data other.txt --split all
 """
 

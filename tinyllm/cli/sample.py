@@ -1,6 +1,6 @@
 """`tinyllm sample`: stream a model's continuation of a prompt to stdout, token by token.
 
-    tinyllm sample --checkpoint out-shakespeare-char --prompt "ROMEO:" --max-new-tokens 200
+    tinyllm sample --checkpoint out/shakespeare-char --prompt "ROMEO:" --max-new-tokens 200
     tinyllm sample --checkpoint DIR --prompt "To be" --temperature 0.8 --top-k 50 --top-p 0.95 --seed 1
 
 `load_model` picks the model from the arguments; a new source of models (a pretrained file)

@@ -1,6 +1,6 @@
 """`tinyllm train`: train a GPT on the bundled Shakespeare (or any UTF-8 file), with checkpoints and resume.
 
-    tinyllm train                                  # the shakespeare-char preset, into out-shakespeare-char/
+    tinyllm train                                  # the shakespeare-char preset, into out/shakespeare-char/
     tinyllm train --max-iters 500 --n-layer 2      # any field of GPTConfig or TrainConfig as a flag
     tinyllm train --data my.txt --out runs/mine    # another corpus and folder
     tinyllm train --out runs/mine --resume         # continue from the folder's checkpoint
@@ -71,7 +71,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare-char")
-    parser.add_argument("--out", default=None, help="checkpoint folder (default: out-<preset>)")
+    parser.add_argument("--out", default=None, help="checkpoint folder (default: out/<preset>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a checkpoint")
     parser.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end")
@@ -95,7 +95,7 @@ def run(args) -> int:
     from tinyllm.tokenizers import ByteLevelBPE, CharTokenizer, Tokenizer
     from tinyllm.train import TrainConfig, Trainer, build_model, perplexity
 
-    out = args.out or f"out-{args.preset}"
+    out = args.out or f"out/{args.preset}"
     model_given = {n: getattr(args, n) for n in args.model_flags if getattr(args, n) is not None}
     train_given = {n: getattr(args, n) for n in args.train_flags if getattr(args, n) is not None}
     preset = PRESETS[args.preset]
