@@ -44,14 +44,25 @@ def random_batches(n: int, batch: int, block: int, vocab: int, seed: int = 0) ->
     return out
 
 
-def tinyllm_step(model, batches):
+def tinyllm_variants() -> list[tuple[str, str]]:
+    """Return the (device, attention kernel) pairs to time: reference and Numba on the CPU, and
+    reference and numba.cuda on a GPU when one is present."""
+    import tinyllm as tl
+
+    variants = [("cpu", "reference"), ("cpu", "numba")]
+    if tl.cuda_is_available():
+        variants += [("cuda", "reference"), ("cuda", "cuda")]
+    return variants
+
+
+def tinyllm_step(model, batches, device: str = "cpu"):
     """Return a function that runs one training step of tinyllm on the next batch."""
     import tinyllm as tl
     import tinyllm.nn.functional as F
     from tinyllm.optim import AdamW, weight_decay_groups
 
     optimizer = AdamW(weight_decay_groups(model, WEIGHT_DECAY), lr=LR, betas=BETAS)
-    data = [(tl.tensor(x), tl.tensor(y.reshape(-1))) for x, y in batches]
+    data = [(tl.tensor(x, device=device), tl.tensor(y.reshape(-1), device=device)) for x, y in batches]
     position = [0]
 
     def step():
@@ -106,22 +117,22 @@ def bench_training(iters: int) -> list[list]:
     expected = twin(torch.from_numpy(x0)).detach().numpy()
 
     timings = {}
-    for kernel in ("reference", "numba"):
-        if kernel not in kernels.ATTENTION_KERNELS:
-            print(f"attention kernel {kernel!r} not available; skipped")
-            continue
+    for device, kernel in tinyllm_variants():
         with kernels.use(attention=kernel):
             model = GPT(config)
             model.load_state_dict(reference_state)
-            compile_s = time_once(lambda m=model: m(tl.tensor(x0)))
-            error = float(np.abs(model(tl.tensor(x0)).numpy() - expected).max())
-            assert error < 1e-4, f"tinyllm ({kernel}) logits differ from the torch twin by {error}"
-            step = tinyllm_step(model, batches)
-            timings[f"tinyllm ({kernel} attention)"] = (measure(step, warmup=3, repeat=iters), compile_s, error)
+            model.to(device)
+            x0_device = tl.tensor(x0, device=device)
+            compile_s = time_once(lambda m=model, x=x0_device: m(x).numpy())
+            error = float(np.abs(model(x0_device).numpy() - expected).max())
+            assert error < 1e-4, f"tinyllm ({device}, {kernel}) logits differ from the torch twin by {error}"
+            step = tinyllm_step(model, batches, device)
+            name = f"tinyllm {device} ({kernel} attention)"
+            timings[name] = (measure(lambda s=step: s().item(), warmup=3, repeat=iters), compile_s, error)
     step = torch_step(twin, batches)
-    timings["pytorch twin"] = (measure(step, warmup=3, repeat=iters), 0.0, 0.0)
+    timings["pytorch cpu (twin)"] = (measure(lambda: step().item(), warmup=3, repeat=iters), 0.0, 0.0)
 
-    baseline = timings["pytorch twin"][0].median
+    baseline = timings["pytorch cpu (twin)"][0].median
     rows = []
     for name, (timing, compile_s, error) in timings.items():
         rows.append(
