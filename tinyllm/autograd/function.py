@@ -31,21 +31,22 @@ class Function:
     def apply(cls, *tensors, **params):
         """Run forward on the tensors' arrays; return a Tensor that remembers this call for backward."""
         fn = cls()
-        backend = tensors[0]._backend
-        for t in tensors:
+        backend = fn.backend = tensors[0]._backend
+        fn.xp = backend.xp
+        arrays = []
+        any_requires_grad = False
+        for t in tensors:  # one pass: device check, raw arrays, whether a graph is needed
             if t._backend is not backend:
                 raise DeviceError(
                     f"{cls.__name__}: tensors on different devices "
                     f"({backend.name!r} and {t._backend.name!r}); move them with .to(device)"
                 )
-        fn.backend = backend
-        fn.xp = backend.xp
-        out = fn.forward(*[t.data for t in tensors], **params)
-        if _GradMode.enabled:
-            for t in tensors:
-                if t.requires_grad:
-                    fn.inputs = tensors
-                    return Tensor._wrap(out, backend, True, fn)
+            arrays.append(t.data)
+            any_requires_grad = any_requires_grad or t.requires_grad
+        out = fn.forward(*arrays, **params)
+        if any_requires_grad and _GradMode.enabled:
+            fn.inputs = tensors
+            return Tensor._wrap(out, backend, True, fn)
         return Tensor._wrap(out, backend, False, None)
 
     def release(self) -> None:
@@ -59,9 +60,7 @@ class Function:
 def sum_to(xp, grad, shape: tuple):
     """Return `grad` summed over the axes that broadcasting added or stretched, to `shape`."""
     extra = grad.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(
-        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
-    )
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
     if axes:
         grad = xp.sum(grad, axis=axes, keepdims=True)
     if extra:

@@ -14,8 +14,13 @@ class CupyBackend(Backend):
     name = "cuda"
     xp = cp
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._native_by_name = {n: np.dtype(n) for n in self._native_by_name}  # CuPy uses NumPy's dtypes
+        self._name_by_native = {v: k for k, v in self._native_by_name.items()}
+
     def dtype_name(self, array) -> str:
-        return array.dtype.name
+        return self._name_by_native.get(array.dtype) or array.dtype.name
 
     def asarray(self, data, dtype: str | None = None):
         return cp.asarray(data, dtype=dtype)

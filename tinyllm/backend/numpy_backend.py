@@ -25,7 +25,8 @@ class NumpyBackend(Backend):
         self._name_by_native = {v: k for k, v in self._native_by_name.items()}
 
     def dtype_name(self, array) -> str:
-        return array.dtype.name
+        # a dict lookup: `dtype.name` builds its string in Python code and costs ~2 µs
+        return self._name_by_native.get(array.dtype) or array.dtype.name
 
     def asarray(self, data, dtype: str | None = None):
         return np.asarray(data, dtype=dtype)
