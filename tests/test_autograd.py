@@ -263,6 +263,21 @@ def test_integer_tensors_cannot_require_grad(device):
         x.to("int64")
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_leaf_gradient_has_the_dtype_of_its_leaf_in_a_mixed_dtype_graph(device):
+    x = tl.tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = x * tl.tensor(np.array([3.0, 4.0]), device=device)  # float32 * float64 -> float64, as in PyTorch
+    assert y.dtype == "float64"
+    y.sum().backward()
+    assert x.grad.dtype == "float32" and x.grad.numpy().tolist() == [3.0, 4.0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_numpy_scalars_keep_their_dtype_on_every_device(device):
+    assert tl.tensor(np.float64(1.5), device=device).dtype == "float64"
+    assert tl.tensor(np.float32(1.5), device=device).dtype == "float32"
+
+
 def test_astype_between_floats_is_differentiable():
     x = tl.tensor([1.0, 2.0], requires_grad=True)
     y = x.double() * 3.0

@@ -171,6 +171,20 @@ def test_cross_entropy_is_finite_and_exact_for_logits_up_to_1e4(device, logits, 
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_cross_entropy_with_minus_infinity_logits_of_other_classes_matches_pytorch(device):
+    logits = np.array([[2.0, -np.inf, 0.5], [-np.inf, 1.0, -np.inf]], dtype=np.float32)
+    targets = np.array([0, 1])
+    x = tl.tensor(logits, device=device, requires_grad=True)
+    loss = F.cross_entropy(x, tl.tensor(targets, device=device))
+    loss.backward()
+    tx = torch.tensor(logits, requires_grad=True)
+    torch_loss = TF.cross_entropy(tx, torch.tensor(targets))
+    torch_loss.backward()
+    assert loss.item() == pytest.approx(torch_loss.item(), rel=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_cross_entropy_with_every_target_ignored_is_zero_with_zero_gradient(device):
     x = tl.tensor(np.ones((2, 3)), device=device, requires_grad=True)
     loss = F.cross_entropy(x, tl.tensor([-100, -100], device=device))

@@ -80,3 +80,16 @@ def test_reductions_of_a_0d_tensor_return_it(device):
     total.backward()
     assert total.shape == () and total.item() == pytest.approx(10.0)
     assert x.grad.item() == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_logsumexp_of_minus_infinity_rows_matches_pytorch(device):
+    values = [[-np.inf, -np.inf], [0.0, -np.inf]]
+    x = tl.tensor(values, device=device, requires_grad=True)
+    out = F.logsumexp(x, axis=-1)
+    out.sum().backward()
+    tx = torch.tensor(values, requires_grad=True)
+    torch_out = torch.logsumexp(tx, -1)
+    torch_out.sum().backward()
+    np.testing.assert_array_equal(out.numpy(), torch_out.detach().numpy())
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())  # NaN for the -inf row, as PyTorch

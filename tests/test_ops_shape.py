@@ -156,6 +156,16 @@ test_getitem_integer_arrays_per_axis = op_test(
 
 
 @st.composite
+def mask_index_cases(draw):
+    """x[mask] with a bool mask of x's shape: the selected elements, flattened."""
+    shape = draw(s.shapes(min_dims=1))
+    return Case((draw(s.arrays(shape)), draw(s.masks(shape))))
+
+
+test_getitem_bool_mask = op_test(lambda x, mask: x[mask], lambda x, mask: x[mask], mask_index_cases())
+
+
+@st.composite
 def triangle_cases(draw):
     shape = draw(s.shapes(min_dims=2))
     return Case((draw(s.arrays(shape)),), {"k": draw(st.integers(-2, 2))})

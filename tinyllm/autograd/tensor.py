@@ -115,6 +115,8 @@ class Tensor:
         run_backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate(self, grad) -> None:
+        if grad.dtype != self.data.dtype:  # a float64 op downstream of a float32 leaf
+            grad = self._backend.xp.astype(grad, self.data.dtype)
         if self.grad is None:
             self.grad = Tensor._wrap(self._backend.xp.asarray(grad, copy=True), self._backend, False, None)
         else:
@@ -343,7 +345,7 @@ def _to_array(data, dtype, device):
         source = None
     if source is None:
         host = np.asarray(data)
-        if dtype is None and host.dtype == np.float64 and not isinstance(data, np.ndarray):
+        if dtype is None and host.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
             dtype = "float32"  # Python floats become float32, as in PyTorch
         if host.dtype.kind in "US O".replace(" ", ""):
             raise DTypeError(f"tensor() got data of dtype {host.dtype}; expected numbers or booleans")

@@ -19,14 +19,14 @@ class CrossEntropy(Function):
         safe_targets = xp.where(valid, targets, xp.zeros_like(targets))
         shifted = logits - xp.max(logits, axis=-1, keepdims=True)
         log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
-        self.onehot = xp.astype(
-            xp.arange(n_classes, dtype=targets.dtype)[None, :] == safe_targets[:, None], logits.dtype
-        )
+        is_target = xp.arange(n_classes, dtype=targets.dtype)[None, :] == safe_targets[:, None]
+        self.onehot = xp.astype(is_target, logits.dtype)
         self.valid = xp.astype(valid, logits.dtype)
         self.count = builtins_max(int(xp.sum(xp.astype(valid, xp.int64))), 1)
         self.log_probs = log_probs
-        picked = xp.sum(log_probs * self.onehot, axis=-1)
-        return -xp.sum(picked * self.valid) / self.count
+        # pick with `where`, not by multiplying with the one-hot: a -inf logit times 0 is NaN
+        picked = xp.sum(xp.where(is_target, log_probs, xp.zeros_like(log_probs)), axis=-1)
+        return -xp.sum(xp.where(valid, picked, xp.zeros_like(picked))) / self.count
 
     def backward(self, grad):
         xp = self.xp

@@ -86,6 +86,9 @@ def var(a: Tensor, axis=None, keepdims: bool = False, correction: int = 0) -> Te
 def logsumexp(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """Return log(sum(exp(a))) over axis, shifted by the (constant) maximum to stay finite."""
     shift = max(a, axis, keepdims=True).detach()
+    xp = a._backend.xp
+    # a row of -inf has no finite maximum to subtract: shift it by 0 and its result is -inf
+    shift.data = xp.where(xp.isfinite(shift.data), shift.data, xp.zeros_like(shift.data))
     out = log(sum(exp(sub(a, shift)), axis, keepdims=True)) + shift
     if keepdims:
         return out

@@ -61,7 +61,7 @@ class GetItem(Function):
         self.input_shape = a.shape
         self.input_dtype = a.dtype
         self.index = index
-        if hasattr(index, "shape"):
+        if hasattr(index, "shape") and index.dtype != xp.bool:
             # a[ids], one integer array picking along axis 0: `take` is how the array API says it
             rows = xp.take(a, xp.reshape(index, (-1,)), axis=0)
             return xp.reshape(rows, tuple(index.shape) + tuple(a.shape[1:]))
