@@ -310,3 +310,11 @@ def test_gradcheck_checks_only_inputs_that_require_grad():
     x = tl.tensor(np.array([1.0, 2.0]), requires_grad=True)
     constant = tl.tensor(np.array([3.0, 4.0]))
     assert tl.gradcheck(lambda a, b: a * b, [x, constant])
+
+
+def test_gradcheck_leaves_the_global_random_stream_alone():
+    tl.manual_seed(3)
+    expected = tl.randn(3).numpy()
+    tl.manual_seed(3)
+    tl.gradcheck(lambda t: t.tanh(), [tl.tensor(np.array([0.1, 0.2]), requires_grad=True)])
+    np.testing.assert_array_equal(tl.randn(3).numpy(), expected)

@@ -207,7 +207,7 @@ def split(a: Tensor, split_size_or_sections, axis: int = 0) -> list[Tensor]:
 
 
 def getitem(a: Tensor, index) -> Tensor:
-    """Return a[index] for basic (ints, slices, None, Ellipsis) and integer-array indexes.
+    """Return a[index] for basic (ints, slices, None, Ellipsis), integer-array and bool-mask indexes.
 
     An index past the end raises OutOfRangeError, an IndexError, so `for row in tensor` stops.
     """
