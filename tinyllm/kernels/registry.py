@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from tinyllm.backend import backend_of
+from tinyllm.backend import backend_of, np
 from tinyllm.errors import DeviceError
 
 ATTENTION_KERNELS = ("auto", "reference", "numba", "cuda")
@@ -93,8 +93,18 @@ def attention_kernel(q):
 
 
 def matmul(a, b):
-    """Return a @ b for raw arrays (..., n, k) @ (..., k, m) with the selected matmul kernel."""
+    """Return a @ b for raw arrays (..., n, k) @ (..., k, m) (batch axes broadcast, both at
+    least 2-d) with the selected matmul kernel."""
+    xp = backend_of(a).xp
+    if _selected["matmul"] in ("auto", "blas"):  # the fast path of every matmul in the engine
+        return xp.matmul(a, b)
     name = _resolve("matmul", a)
-    if name == "blas":
-        return backend_of(a).xp.matmul(a, b)
-    return importlib.import_module(_MODULES[("matmul", name)]).matmul(a, b)
+    matmul_2d = importlib.import_module(_MODULES[("matmul", name)]).matmul_2d
+    if b.ndim == 2:  # (..., n, k) @ (k, m): one product over all leading rows
+        c = matmul_2d(xp.reshape(a, (-1, a.shape[-1])), b)
+        return xp.reshape(c, a.shape[:-1] + (b.shape[1],))
+    batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    a_rows = xp.reshape(xp.broadcast_to(a, batch + a.shape[-2:]), (-1,) + a.shape[-2:])
+    b_rows = xp.reshape(xp.broadcast_to(b, batch + b.shape[-2:]), (-1,) + b.shape[-2:])
+    c = xp.stack([matmul_2d(a_rows[i], b_rows[i]) for i in range(a_rows.shape[0])])
+    return xp.reshape(c, batch + c.shape[-2:])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import ShapeError
+from tinyllm.kernels import matmul as kernel_matmul
 from tinyllm.ops.shape import squeeze, unsqueeze
 
 
@@ -14,14 +15,16 @@ def _swap_last(xp, a):
 
 
 class MatMul(Function):
+    """a @ b through the selected matmul kernel (BLAS unless `tinyllm.kernels.use(matmul=...)`)."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
-        return self.xp.matmul(a, b)
+        return kernel_matmul(a, b)
 
     def backward(self, grad):
         xp = self.xp
         # broadcast batch axes are summed back by sum_to
-        return xp.matmul(grad, _swap_last(xp, self.b)), xp.matmul(_swap_last(xp, self.a), grad)
+        return kernel_matmul(grad, _swap_last(xp, self.b)), kernel_matmul(_swap_last(xp, self.a), grad)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
