@@ -23,11 +23,14 @@ class Reshape(Function):
 
 class Permute(Function):
     def forward(self, a, axes):
-        self.inverse = tuple(sorted(range(len(axes)), key=lambda i: axes[i]))
+        self.axes = axes
         return self.xp.permute_dims(a, axes)
 
     def backward(self, grad):
-        return self.xp.permute_dims(grad, self.inverse)
+        inverse = [0] * len(self.axes)
+        for position, axis in enumerate(self.axes):
+            inverse[axis] = position
+        return self.xp.permute_dims(grad, tuple(inverse))
 
 
 class Expand(Function):
@@ -94,14 +97,16 @@ def _has_array(index) -> bool:
 
 def reshape(a: Tensor, shape) -> Tensor:
     """Return a with a new shape of the same number of elements (one entry may be -1)."""
-    shape = tuple(int(n) for n in shape)
-    known = math.prod(n for n in shape if n != -1)
-    size = a.numel()
-    if shape.count(-1) > 1 or (-1 not in shape and known != size) or (-1 in shape and (known == 0 or size % known)):
-        raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
+    shape = tuple(map(int, shape))
+    size = math.prod(a.data.shape)
     if -1 in shape:
+        known = -math.prod(shape)  # the product of the other entries
+        if shape.count(-1) > 1 or min(shape) < -1 or known == 0 or size % known:
+            raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
         shape = tuple(size // known if n == -1 else n for n in shape)
-    if shape == a.shape:
+    elif math.prod(shape) != size or min(shape, default=0) < 0:
+        raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
+    if shape == tuple(a.data.shape):
         return a
     return Reshape.apply(a, shape=shape)
 
