@@ -16,7 +16,7 @@ import tinyllm as tl
 from tinyllm.errors import ConfigError, ShapeError
 from tinyllm.hub import download
 from tinyllm.io.gguf import read_gguf
-from tinyllm.models.llama import Llama, LlamaConfig, config_from_gguf, unpermute_rotary_rows
+from tinyllm.models.llama import GatedSiLU, Llama, LlamaConfig, config_from_gguf, unpermute_rotary_rows
 from tinyllm.nn.rope import RotaryEmbedding, Rotate, apply_rotary, rotary_tables
 from tinyllm.tokenizers.bpe import bytes_to_unicode
 
@@ -168,6 +168,24 @@ def test_small_llama_matches_transformers_for_any_grouping(n_kv_head):
     with torch.no_grad():
         theirs = hf_twin(model)(torch.from_numpy(ids)).logits.numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 3])
+def test_small_llama_cached_steps_give_the_logits_of_a_full_forward(n_kv_head):
+    model = small_llama(n_kv_head=n_kv_head)
+    ids = np.random.default_rng(6).integers(0, SMALL["vocab_size"], size=(2, 12))
+    cache = model.new_cache()
+    with tl.no_grad():
+        full = model(tl.tensor(ids)).numpy()
+        pieces = [model(tl.tensor(ids[:, :5]), cache=cache).numpy()]
+        pieces += [model(tl.tensor(ids[:, t : t + 1]), cache=cache).numpy() for t in range(5, 9)]
+        pieces.append(model(tl.tensor(ids[:, 9:]), cache=cache).numpy())
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, atol=1e-5)
+
+
+def test_gated_silu_gradient_matches_finite_differences():
+    gate_up = tl.tensor(np.random.default_rng(7).standard_normal((2, 3, 8)) * 3, dtype="float64", requires_grad=True)
+    assert tl.gradcheck(lambda t: GatedSiLU.apply(t), [gate_up])
 
 
 def test_small_llama_backward_reaches_every_parameter():

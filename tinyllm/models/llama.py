@@ -20,8 +20,10 @@ returns the model with its tokenizer as `model.tokenizer`.
 # ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
+from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
 from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
@@ -89,24 +91,35 @@ class GroupedQueryAttention(Module):
         B, T, C = x.shape
         H, H_kv, D = self.n_head, self.n_kv_head, self.head_dim
         G = H // H_kv  # query heads per key/value head
-        qkv = self.qkv_proj(x)  # (B, T, (H + 2 H_kv) D)
-        q = qkv[:, :, : H * D].reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = qkv[:, :, H * D : (H + H_kv) * D].reshape(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
-        v = qkv[:, :, (H + H_kv) * D :].reshape(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
-        q = rope(q, start)  # (B, H, T, D)
-        k = rope(k, start)  # (B, H_kv, T, D)
+        qkv = self.qkv_proj(x).reshape(B, T, H + 2 * H_kv, D).transpose(1, 2)  # (B, H + 2 H_kv, T, D)
+        qk = rope(qkv[:, : H + H_kv], start)  # (B, H + H_kv, T, D): queries and keys rotated at once
+        q, k = qk[:, :H], qk[:, H:]  # (B, H, T, D), (B, H_kv, T, D)
+        v = qkv[:, H + H_kv :]  # (B, H_kv, T, D)
         if cache is not None:
             k, v = cache.append(k, v)  # each (B, H_kv, T_total, D)
         T_total = k.shape[2]
         # query head h uses key/value head h // G: put the G queries of a group in one row block
         q = q.reshape(B, H_kv, G * T, D)  # (B, H_kv, G*T, D)
-        mask = None if T == 1 else _grouped_causal_mask(x._backend, G, T, T_total)  # (G*T, T_total)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H_kv, G*T, D)
+        if T == 1:
+            y = _attend_all(q, k, v)  # (B, H_kv, G, D)
+        else:
+            mask = _grouped_causal_mask(x._backend, G, T, T_total)  # (G*T, T_total)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H_kv, G*T, D)
         y = y.reshape(B, H, T, D).transpose(1, 2).reshape(B, T, H * D)  # (B, T, H*D)
         return self.o_proj(y)  # (B, T, C)
 
     def extra_repr(self) -> str:
         return f"n_head={self.n_head}, n_kv_head={self.n_kv_head}, head_dim={self.head_dim}"
+
+
+def _attend_all(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Return softmax(q k^T / sqrt(D)) v, every query seeing every key: (B, H, Tq, D).
+
+    Decoding one token gives a few query rows; for those the fused attention kernel's blocking
+    (and thread start-up) costs more than the small (Tq, Tk) score matrix it avoids.
+    """
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, Tk)
+    return F.softmax(scores, axis=-1) @ v  # (B, H, Tq, D)
 
 
 def _grouped_causal_mask(backend, groups: int, T_new: int, T_total: int) -> Tensor:
@@ -116,6 +129,24 @@ def _grouped_causal_mask(backend, groups: int, T_new: int, T_total: int) -> Tens
     offset = T_total - T_new
     allowed = xp.arange(T_total)[None, :] <= (xp.arange(T_new) + offset)[:, None]  # (T_new, T_total)
     return Tensor._wrap(xp.tile(allowed, (groups, 1)), backend, False, None)  # (G*T_new, T_total)
+
+
+class GatedSiLU(Function):
+    """silu(gate) * up, for gate_up = [gate | up] along the last axis: one op instead of four."""
+
+    def forward(self, gate_up):
+        xp = self.xp
+        half = gate_up.shape[-1] // 2
+        gate, up = gate_up[..., :half], gate_up[..., half:]  # each (..., F)
+        sigmoid = 0.5 + 0.5 * xp.tanh(0.5 * gate)  # (..., F), no overflow for large |gate|
+        self.gate, self.up, self.sigmoid = gate, up, sigmoid
+        return gate * sigmoid * up  # (..., F)
+
+    def backward(self, grad):
+        gate, up, sigmoid = self.gate, self.up, self.sigmoid
+        grad_gate = grad * up * sigmoid * (1 + gate * (1 - sigmoid))  # d silu / d gate
+        grad_up = grad * gate * sigmoid
+        return self.xp.concat([grad_gate, grad_up], axis=-1)  # (..., 2F)
 
 
 class SwiGLU(Module):
@@ -129,8 +160,7 @@ class SwiGLU(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         gate_up = self.gate_up_proj(x)  # (B, T, 2F)
-        gate, up = gate_up[:, :, : self.ffn_dim], gate_up[:, :, self.ffn_dim :]  # each (B, T, F)
-        return self.down_proj(F.silu(gate) * up)  # (B, T, C)
+        return self.down_proj(GatedSiLU.apply(gate_up))  # (B, T, C)
 
 
 class LlamaBlock(Module):
