@@ -196,6 +196,18 @@ def test_small_llama_backward_reaches_every_parameter():
         assert param.grad is not None and np.isfinite(param.grad.numpy()).all(), name
 
 
+def test_small_llama_runs_on_the_strict_array_api_backend():
+    model = small_llama()
+    ids = np.random.default_rng(8).integers(0, SMALL["vocab_size"], size=(1, 7))
+    with tl.no_grad():
+        expected = model(tl.tensor(ids)).numpy()
+    model.to("strict").train()
+    logits = model(tl.tensor(ids, device="strict"))
+    np.testing.assert_allclose(logits.numpy(), expected, atol=1e-5)
+    logits.sum().backward()
+    assert model.layers[0].attn.qkv_proj.weight.grad.shape == model.layers[0].attn.qkv_proj.weight.shape
+
+
 # -- RoPE -------------------------------------------------------------------------------------
 def test_rotate_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
