@@ -49,7 +49,7 @@ def test_cli_reads_stdin_line_by_line_and_prints_tokens_per_second(monkeypatch, 
     captured = capsys.readouterr()
     replies = captured.out.strip().split("\n")
     assert len(replies) == 2 and "Paris" in replies[0]
-    assert captured.err.count("tokens/s]") == 2
+    assert captured.err.count(" tokens/s; prompt of ") == 2
 
 
 def test_sample_cli_with_smollm2_continues_the_prompt(capsys, use_loaded_model):

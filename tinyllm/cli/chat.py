@@ -60,6 +60,7 @@ class ChatSession:
         self.sampling = sampling
         self.messages: list[dict] = []
         self.last_tokens, self.last_seconds = 0, 0.0
+        self.first_token_seconds, self.last_prompt_tokens = 0.0, 0
 
     def reset(self) -> None:
         self.messages = []
@@ -92,11 +93,14 @@ class ChatSession:
         except Exception:
             self.messages.pop()  # a turn that cannot be answered leaves the conversation as it was
             raise
+        self.last_prompt_tokens = len(ids)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces, count = [], 0
         start = time.perf_counter()
         for token in stream(self.model, ids, self.max_new_tokens, stop=self.tokenizer.eos_id, **self.sampling):
             count += 1
+            if count == 1:
+                self.first_token_seconds = time.perf_counter() - start  # the prompt's prefill
             piece = decoder.decode(self.tokenizer.decode_bytes([token]))
             if piece:
                 pieces.append(piece)
@@ -136,5 +140,10 @@ def run(args) -> int:
         sys.stdout.write("\n")
         sys.stdout.flush()
         speed = session.last_tokens / session.last_seconds if session.last_seconds else 0.0
-        print(f"[{session.last_tokens} tokens, {speed:.1f} tokens/s]", file=sys.stderr, flush=True)
+        print(
+            f"[{session.last_tokens} tokens, {speed:.1f} tokens/s; prompt of {session.last_prompt_tokens} tokens "
+            f"read in {session.first_token_seconds:.2f} s]",
+            file=sys.stderr,
+            flush=True,
+        )
     return 0
