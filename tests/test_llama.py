@@ -188,6 +188,14 @@ def test_gated_silu_gradient_matches_finite_differences():
     assert tl.gradcheck(lambda t: GatedSiLU.apply(t), [gate_up])
 
 
+def test_seeded_sampling_is_reproducible_and_cache_independent():
+    model = small_llama()
+    options = dict(max_new_tokens=10, temperature=0.9, top_k=20, top_p=0.9, seed=3)
+    first = model.generate([1, 2, 3], **options)
+    assert first == model.generate([1, 2, 3], **options) == model.generate([1, 2, 3], use_cache=False, **options)
+    assert len(first[0]) == 13
+
+
 def test_small_llama_backward_reaches_every_parameter():
     model = small_llama().train()
     ids = tl.tensor(np.random.default_rng(2).integers(0, SMALL["vocab_size"], size=(1, 9)))

@@ -253,9 +253,8 @@ class Llama(Module):
         see `tinyllm.generate.generate` for the options (temperature 0 is greedy)."""
         from tinyllm.generate import generate  # the layer above models: imported on use
 
-        prompt_length = len(idx[0]) if isinstance(idx, list) and idx and isinstance(idx[0], list) else len(idx)
-        if not isinstance(idx, list) and isinstance(idx, Tensor) and idx.ndim == 2:
-            prompt_length = idx.shape[1]
+        # generation would slide a window over a too-long prompt; a Llama's positions are absolute
+        prompt_length = np.shape(idx.numpy() if isinstance(idx, Tensor) else idx)[-1]
         if prompt_length > self.config.block_size:
             raise ShapeError(
                 f"prompt of {prompt_length} tokens exceeds the model's context length {self.config.block_size}"
