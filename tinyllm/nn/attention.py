@@ -11,6 +11,8 @@ layers `cache[layer_index]`, and the layer calls `.append(k, v)`.
 
 from __future__ import annotations
 
+import math
+
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import GraphError, ShapeError
 from tinyllm.nn import functional as F
@@ -123,6 +125,16 @@ def causal_mask_with_offset(backend, T_new: int, T_total: int) -> Tensor:
     return Tensor._wrap(allowed, backend, False, None)
 
 
+def attend_all(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Return softmax(q k^T / sqrt(D)) v with every query seeing every key: (B, H, Tq, D).
+
+    For decoding (Tq = 1 new token against the cache) the plain product is cheapest: the fused
+    attention kernel's blocking and thread start-up cost more than the (1, Tk) scores it avoids.
+    """
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, Tk)
+    return F.softmax(scores, axis=-1) @ v  # (B, H, Tq, D)
+
+
 class CausalSelfAttention(Module):
     """Multi-head self-attention where each position sees itself and the positions before it.
 
@@ -153,7 +165,7 @@ class CausalSelfAttention(Module):
             k, v = cache.append(k, v)  # each (B, H, T_total, D)
             T_total = k.shape[2]
             if T == 1:  # the one new token may see every held position
-                y = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, D)
+                y = attend_all(q, k, v)  # (B, H, 1, D)
             else:
                 mask = causal_mask_with_offset(x._backend, T, T_total)  # (T, T_total)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, D)
