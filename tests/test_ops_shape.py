@@ -209,6 +209,14 @@ def test_an_index_past_the_end_raises_out_of_range_error(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_numpy_integers_index_like_python_integers(device):
+    x = tl.tensor(np.arange(6.0).reshape(3, 2), device=device)
+    for i in np.arange(3):
+        assert x[i].shape == (2,) and x[i].numpy().tolist() == x[int(i)].numpy().tolist()
+    assert x[np.int64(2), np.int32(1)].item() == 5.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_repeated_indices_accumulate_their_gradients(device):
     x = tl.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
     x[tl.tensor([0, 0, 2, 0], device=device)].sum().backward()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import FLOAT_DTYPES, RANDOM, get_backend
@@ -30,19 +32,24 @@ def raw_index(index, backend=None):
     """Return an indexing key for raw arrays: Tensors replaced by their arrays, lists by integer
     arrays, and a basic index closed with Ellipsis (the array API, unlike NumPy, wants an index
     to name every axis: `x[0]` of a matrix is written `x[0, ...]`)."""
-    parts = tuple(_raw_index_part(i, backend) for i in (index if isinstance(index, tuple) else (index,)))
-    if any(part is Ellipsis or hasattr(part, "shape") for part in parts):
-        return parts if isinstance(index, tuple) else parts[0]
+    parts = tuple([_raw_index_part(part, backend) for part in (index if isinstance(index, tuple) else (index,))])
+    for part in parts:
+        if part is Ellipsis or hasattr(part, "shape"):
+            return parts if isinstance(index, tuple) else parts[0]
     return parts + (Ellipsis,)
 
 
 def _raw_index_part(part, backend):
+    if isinstance(part, (int, slice)) or part is None or part is Ellipsis:
+        return part
     if isinstance(part, Tensor):
         if backend is not None and part._backend is not backend:
             raise DeviceError(f"an index tensor on device {part.device!r} cannot index a tensor on {backend.name!r}")
         return part.data
     if isinstance(part, list):
         return (backend or get_backend(None)).asarray(part)
+    if isinstance(part, numbers.Integral):
+        return int(part)  # NumPy integers, which other backends do not take as indices
     return part
 
 
