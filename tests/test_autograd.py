@@ -318,3 +318,21 @@ def test_gradcheck_leaves_the_global_random_stream_alone():
     tl.manual_seed(3)
     tl.gradcheck(lambda t: t.tanh(), [tl.tensor(np.array([0.1, 0.2]), requires_grad=True)])
     np.testing.assert_array_equal(tl.randn(3).numpy(), expected)
+
+
+# -- the Tensor API around autograd -------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
+def test_tensor_properties_and_conversions(device):
+    x = tl.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], device=device, requires_grad=True)
+    assert x.shape == (2, 3) and x.ndim == 2 and len(x) == 2 and x.numel() == 6
+    assert x.size() == (2, 3) and x.size(1) == 3 and x.device == device
+    assert x.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert isinstance(x.numpy(), np.ndarray) and x[1, 2].item() == 6.0 and float(x[0, 0]) == 1.0
+    assert repr(x).startswith("tensor([[1., 2., 3.],") and f"device='{device}'" in repr(x)
+    assert "requires_grad=True" in repr(x)
+
+
+def test_backward_of_a_scalar_leaf_gives_one():
+    x = tl.tensor(2.0, requires_grad=True)
+    x.backward()
+    assert x.grad.item() == 1.0
