@@ -39,8 +39,19 @@ BLOCK = 64
 _FAST = {"nnan", "nsz", "contract", "reassoc", "arcp"}
 _LN2_HI = 0.693145751953125  # ln 2 with the low mantissa bits zero, so k * _LN2_HI is exact
 _LN2_LO = 1.42860682030941723212e-6
-# log2(e), ln2 split, 1/2, the underflow cut, then 1/n! for n = 0..11 (|r| <= ln(2)/2: error < 1e-14)
-_EXP_CONSTANTS = [1.0 / math.log(2.0), _LN2_HI, _LN2_LO, 0.5, -87.0] + [1.0 / math.factorial(n) for n in range(12)]
+# log2(e), ln2 split, 1/2, the underflow cut, then 1/n! for n = 0..11 (|r| <= ln(2)/2: error < 1e-14),
+# then 0 and 1; `_constants` appends the exponent bias and 2^mantissa_bits of the dtype. Numba
+# types a Python literal as float64 (and float32 * int as float64), so every constant of the
+# kernels comes from this array, in the kernel's dtype, to keep float32 arithmetic in float32.
+_EXP_CONSTANTS = [1.0 / math.log(2.0), _LN2_HI, _LN2_LO, 0.5, -87.0]
+_EXP_CONSTANTS += [1.0 / math.factorial(n) for n in range(12)] + [0.0, 1.0]
+ZERO, ONE = 17, 18
+
+
+def _constants(dtype):
+    """Return the kernel constants as an array of dtype (float32 or float64)."""
+    exponent = [127.0, 2.0**23] if np.dtype(dtype).itemsize == 4 else [1023.0, 2.0**52]
+    return np.asarray(_EXP_CONSTANTS + exponent, dtype=dtype)
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -53,11 +64,7 @@ def _exp_rows(s, shift, consts, bits, powers):
     log2e, ln2_hi, ln2_lo, half, low = consts[0], consts[1], consts[2], consts[3], consts[4]
     c0, c1, c2, c3, c4, c5 = consts[5], consts[6], consts[7], consts[8], consts[9], consts[10]
     c6, c7, c8, c9, c10, c11 = consts[11], consts[12], consts[13], consts[14], consts[15], consts[16]
-    zero = consts[0] * 0
-    if s.itemsize == 4:
-        bias, mantissa = zero + 127, zero + 8388608.0  # 2^23
-    else:
-        bias, mantissa = zero + 1023, zero + 4503599627370496.0  # 2^52
+    zero, bias, mantissa = consts[ZERO], consts[19], consts[20]
     n_rows, n_cols = s.shape
     for r in range(n_rows):
         m = shift[r]
@@ -151,7 +158,7 @@ def _forward(q, k, v, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, i
                 old, new = row_max[r], new_max[r]
                 if new == -np.inf:  # nothing allowed in this row yet
                     continue
-                correction = math.exp(old - new) if old != -np.inf else 0.0
+                correction = math.exp(old - new)  # 0 when old is -inf
                 total = row_sum[r] * correction
                 for j in range(block_k):
                     total += s[r, j]
@@ -161,13 +168,13 @@ def _forward(q, k, v, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, i
                     acc[r, d] = acc[r, d] * correction + pv[r, d]
         for r in range(block_q):
             if row_sum[r] > 0:
-                inverse = 1 / row_sum[r]
+                inverse = consts[ONE] / row_sum[r]
                 for d in range(depth):
                     out[bh, qb, r, d] = acc[r, d] * inverse
                 lse[bh, i0 + r] = row_max[r] + math.log(row_sum[r])
             else:
                 for d in range(depth):
-                    out[bh, qb, r, d] = 0
+                    out[bh, qb, r, d] = consts[ZERO]
                 lse[bh, i0 + r] = np.inf
 
 
@@ -285,7 +292,7 @@ def forward(q, k, v, bias, causal: bool, scale: float):
     lse = np.empty((qb.shape[0], qb.shape[1] * qb.shape[2]), dtype=dtype)
     args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q.shape[1])
     with _blas_single_thread():
-        _forward(qb, kb, vb, *args, np.asarray(_EXP_CONSTANTS, dtype=dtype), _int_like(dtype), out, lse)
+        _forward(qb, kb, vb, *args, _constants(dtype), _int_like(dtype), out, lse)
     return _unblocked(out, q.shape), lse
 
 
@@ -310,7 +317,7 @@ def backward(q, k, v, bias, causal: bool, scale: float, out, lse, grad_out):
             lse,
             delta,
             *args,
-            np.asarray(_EXP_CONSTANTS, dtype=dtype),
+            _constants(dtype),
             _int_like(dtype),
             dq,
             dk,

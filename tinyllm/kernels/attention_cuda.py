@@ -98,7 +98,7 @@ def _build(dtype_name: str) -> tuple:
                             acc[d] += p * v_tile[jj, d]
             cuda.syncthreads()
         if active:
-            inverse = 1 / row_sum if row_sum > 0 else real(0)
+            inverse = real(1) / row_sum if row_sum > 0 else real(0)
             for d in range(depth):
                 out[bh, i, d] = acc[d] * inverse
             lse[bh, i] = row_max + math.log(row_sum) if row_sum > 0 else math.inf
@@ -241,6 +241,7 @@ def forward(q, k, v, bias, causal: bool, scale: float):
     out = xp.empty_like(q3)
     lse = xp.empty(q3.shape[:2], dtype=q3.dtype)
     grid, threads = _launch(q3.shape[1], q3.shape[0])
+    scale = q3.dtype.type(scale)
     forward_kernel[grid, threads](q3, k3, v3, bias4, bias is not None, bool(causal), scale, q.shape[1], out, lse)
     return out.reshape(q.shape), lse
 
@@ -252,6 +253,7 @@ def backward(q, k, v, bias, causal: bool, scale: float, out, lse, grad_out):
     grad_out3 = xp.ascontiguousarray(grad_out.astype(q3.dtype)).reshape(q3.shape)
     delta = xp.sum(grad_out3 * out.reshape(q3.shape), axis=-1)  # (BH, Tq): rowsum(dO * O)
     dq, dk, dv = xp.empty_like(q3), xp.empty_like(k3), xp.empty_like(v3)
+    scale = q3.dtype.type(scale)
     args = (q3, k3, v3, grad_out3, lse, delta, bias4, bias is not None, bool(causal), scale, q.shape[1])
     grid, threads = _launch(q3.shape[1], q3.shape[0])
     grad_q_kernel[grid, threads](*args, dq)

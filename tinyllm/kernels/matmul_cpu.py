@@ -5,7 +5,11 @@ O(n*k*m) product), so that both operands of every dot product are contiguous row
 
 - register block: each step computes a 4 x 4 tile of C as 16 dot products over the inner axis,
   held in 16 scalar accumulators; LLVM vectorizes the loop over the inner axis, so each
-  iteration loads 4 vectors of A and 4 of B^T and does 16 vector FMAs (two FMAs per load);
+  iteration loads 4 vectors of A and 4 of B^T and does 16 vector FMAs (two FMAs per load).
+  Two details decide whether that happens: the accumulators start from a zero of the arrays'
+  dtype (a literal 0 is float64 and would turn the float32 sums into float64), and the index is
+  unsigned (a signed one makes Numba emit negative-index wraparound, which LLVM vectorizes as
+  gathers instead of contiguous loads);
 - cache block: the inner axis is cut into slices of INNER_BLOCK, so the 4 rows of A and of B^T
   that a tile reads stay in L1 while the tile is computed, and a panel of PANEL_ROWS rows of A
   stays in L2 while the kernel sweeps across all of B^T;
@@ -27,12 +31,13 @@ _FAST = {"nsz", "contract", "reassoc", "arcp"}
 
 
 @njit(cache=True, fastmath=_FAST)
-def _tile_4x4(a, bt, c, i, j, p0, p1):
-    """c[i:i+4, j:j+4] += a[i:i+4, p0:p1] @ bt[j:j+4, p0:p1]^T."""
-    zero = a[0, 0] * 0
+def _tile_4x4(a, bt, c, i, j, p0, p1, zero):
+    """c[i:i+4, j:j+4] += a[i:i+4, p0:p1] @ bt[j:j+4, p0:p1]^T (zero: 0 in a's dtype)."""
     c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
     c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
-    for p in range(p0, p1):
+    for p_signed in range(p0, p1):
+        p = np.uintp(p_signed)  # an unsigned index skips Numba's negative-index wraparound,
+        # whose select would turn these contiguous loads into gathers
         a0, a1, a2, a3 = a[i, p], a[i + 1, p], a[i + 2, p], a[i + 3, p]
         b0, b1, b2, b3 = bt[j, p], bt[j + 1, p], bt[j + 2, p], bt[j + 3, p]
         c00 += a0 * b0
@@ -70,10 +75,11 @@ def _tile_4x4(a, bt, c, i, j, p0, p1):
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dot(a, bt, i, j, p0, p1):
+def _dot(a, bt, i, j, p0, p1, zero):
     """Return a[i, p0:p1] . bt[j, p0:p1]."""
-    total = a[0, 0] * 0
-    for p in range(p0, p1):
+    total = zero
+    for p_signed in range(p0, p1):
+        p = np.uintp(p_signed)  # see _tile_4x4
         total += a[i, p] * bt[j, p]
     return total
 
@@ -84,6 +90,7 @@ def _matmul_nt(a, bt, c):
     n, inner = a.shape
     m = bt.shape[0]
     n_panels = (n + PANEL_ROWS - 1) // PANEL_ROWS
+    zero = np.zeros(1, dtype=a.dtype)[0]  # a literal 0 would be float64 and make the sums float64
     for panel in prange(n_panels):
         i_start = panel * PANEL_ROWS
         i_end = min(i_start + PANEL_ROWS, n)
@@ -91,18 +98,18 @@ def _matmul_nt(a, bt, c):
         m_tiled = m // 4 * 4
         for i in range(i_start, i_end):
             for j in range(m):
-                c[i, j] = 0
+                c[i, j] = zero
         for p0 in range(0, inner, INNER_BLOCK):
             p1 = min(p0 + INNER_BLOCK, inner)
             for j in range(0, m_tiled, 4):
                 for i in range(i_start, i_tiled, 4):
-                    _tile_4x4(a, bt, c, i, j, p0, p1)
+                    _tile_4x4(a, bt, c, i, j, p0, p1, zero)
             for i in range(i_start, i_end):  # leftover columns, then leftover rows
                 for j in range(m_tiled, m):
-                    c[i, j] += _dot(a, bt, i, j, p0, p1)
+                    c[i, j] += _dot(a, bt, i, j, p0, p1, zero)
             for i in range(i_tiled, i_end):
                 for j in range(m_tiled):
-                    c[i, j] += _dot(a, bt, i, j, p0, p1)
+                    c[i, j] += _dot(a, bt, i, j, p0, p1, zero)
 
 
 def _as_kernel_array(x, dtype):

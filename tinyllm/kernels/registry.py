@@ -2,7 +2,8 @@
 
 "auto" picks, per call, the fastest implementation that supports the arrays:
 - attention: the fused Numba kernel for NumPy float32/float64 arrays, the numba.cuda kernel for
-  CuPy float32/float64 arrays, and the plain reference otherwise (e.g. the "strict" device);
+  CuPy float32/float64 arrays with head dimension <= 128, and the plain reference otherwise
+  (e.g. the "strict" device, float16);
 - matmul: BLAS (`xp.matmul`) everywhere, because it beats our Numba and CUDA matmuls on every
   shape that benchmarks/bench_matmul.py measures; "numba" and "cuda" can be forced.
 
@@ -18,6 +19,7 @@ import os
 
 from tinyllm.backend import backend_of, np
 from tinyllm.errors import DeviceError
+from tinyllm.kernels.attention_cuda import MAX_DEPTH as _CUDA_MAX_DEPTH  # numba.cuda loads lazily
 
 ATTENTION_KERNELS = ("auto", "reference", "numba", "cuda")
 MATMUL_KERNELS = ("auto", "blas", "numba", "cuda")
@@ -29,7 +31,6 @@ _MODULES = {
     ("matmul", "cuda"): "tinyllm.kernels.matmul_cuda",
 }
 _COMPILED_DTYPES = ("float32", "float64")
-_AUTO_ATTENTION = {"cpu": "numba", "cuda": "reference"}
 _selected = {"attention": "auto", "matmul": "auto"}
 
 
@@ -73,7 +74,10 @@ def _resolve(op: str, array) -> str:
         if op == "matmul":
             return "blas"
         if dtype in _COMPILED_DTYPES and backend.name in ("cpu", "cuda"):
-            return _AUTO_ATTENTION[backend.name]
+            if backend.name == "cpu":
+                return "numba"
+            if array.shape[-1] <= _CUDA_MAX_DEPTH:
+                return "cuda"
         return "reference"
     if name in ("reference", "blas"):
         return name
