@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import tinyllm as tl
 from tinyllm.backend import get_backend
 from tinyllm.errors import GraphError, ShapeError
-from tinyllm.nn.attention import CausalSelfAttention, KVCache, LayerKVCache, causal_mask_with_offset
+from tinyllm.nn.attention import CausalSelfAttention, KVCache, LayerKVCache, attend_all, causal_mask_with_offset
 from tinyllm.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from tinyllm.nn.transformer import MLP, Block
 
@@ -113,6 +113,15 @@ def test_kv_cache_rejects_keys_of_another_shape():
 def test_causal_mask_with_offset_lets_each_new_query_see_its_past():
     mask = causal_mask_with_offset(get_backend("cpu"), 2, 5).numpy()
     np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+
+
+def test_attend_all_equals_unmasked_attention():
+    rng = np.random.default_rng(7)
+    q, k, v = (
+        tl.tensor(rng.standard_normal(shape).astype(np.float32)) for shape in [(2, 3, 1, 8), (2, 3, 9, 8), (2, 3, 9, 8)]
+    )
+    expected = torch.nn.functional.scaled_dot_product_attention(*(torch.from_numpy(t.numpy()) for t in (q, k, v)))
+    np.testing.assert_allclose(attend_all(q, k, v).numpy(), expected.numpy(), atol=1e-6)
 
 
 # -- attention, MLP, block --------------------------------------------------------------------

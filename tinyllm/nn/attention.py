@@ -139,7 +139,8 @@ class CausalSelfAttention(Module):
     """Multi-head self-attention where each position sees itself and the positions before it.
 
     Parameters are named as in GPT-2: `c_attn` projects to queries, keys and values at once
-    (n_embd -> 3 n_embd) and `c_proj` mixes the heads back (n_embd -> n_embd).
+    (n_embd -> 3 n_embd) and `c_proj` mixes the heads back (n_embd -> n_embd). Dropout acts on
+    the output projection only: the attention op has no dropout on its probabilities.
     """
 
     def __init__(self, n_embd: int, n_head: int, bias: bool = True, dropout: float = 0.0) -> None:
