@@ -170,14 +170,21 @@ def test_strict_device_runs_the_reference_and_matches_the_cpu():
         np.testing.assert_allclose(strict, cpu, rtol=1e-12, atol=1e-12)
 
 
+def test_auto_picks_the_fused_kernel_for_large_scores_and_the_reference_for_small_ones():
+    small = np.zeros((1, 2, 1, 300), dtype=np.float32)  # KV-cache decoding: Tq = 1
+    large = np.zeros((1, 2, 600, 8), dtype=np.float32)  # 2 * 600 * 600 scores
+    assert kernels.attention_kernel(small, small) is attention_reference
+    assert kernels.attention_kernel(large, large) is attention_cpu
+
+
 def test_use_selects_a_kernel_and_restores_the_previous_choice():
+    q = np.zeros((1, 2, 600, 8), dtype=np.float32)
     assert kernels.selected("attention") == "auto"
     with kernels.use(attention="reference"):
         assert kernels.selected("attention") == "reference"
-        q = tl.randn(1, 1, 3, 4)
-        assert kernels.attention_kernel(q.data) is attention_reference
+        assert kernels.attention_kernel(q, q) is attention_reference
     assert kernels.selected("attention") == "auto"
-    assert kernels.attention_kernel(q.data) is attention_cpu
+    assert kernels.attention_kernel(q, q) is attention_cpu
     with pytest.raises(ValueError):
         kernels.use(attention="fastest")
 

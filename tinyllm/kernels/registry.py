@@ -1,7 +1,10 @@
 """Choosing a kernel: `use(...)` to force one, `attention_kernel(...)`/`matmul(...)` to dispatch.
 
 "auto" picks, per call, the fastest implementation that supports the arrays:
-- attention: the fused Numba kernel for NumPy float32/float64 arrays, the numba.cuda kernel for
+- attention: the fused Numba kernel for NumPy float32/float64 arrays whose (B, H, Tq, Tk) scores
+  would have more than SMALL_SCORES elements (below that the reference is faster: it allocates
+  little, and the fused kernel's fixed cost, mostly waking Numba's threads, dominates; e.g.
+  KV-cache decoding with Tq = 1), the numba.cuda kernel for
   CuPy float32/float64 arrays with head dimension <= 128, and the plain reference otherwise
   (e.g. the "strict" device, float16);
 - matmul: BLAS (`xp.matmul`) everywhere, because it beats our Numba and CUDA matmuls on every
@@ -31,6 +34,7 @@ _MODULES = {
     ("matmul", "cuda"): "tinyllm.kernels.matmul_cuda",
 }
 _COMPILED_DTYPES = ("float32", "float64")
+SMALL_SCORES = 2**18  # 1 MB of float32 scores
 _selected = {"attention": "auto", "matmul": "auto"}
 
 
@@ -65,8 +69,9 @@ def _simulated_cuda() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
-def _resolve(op: str, array) -> str:
-    """Return the concrete kernel name that runs `op` on arrays like `array`."""
+def _resolve(op: str, array, n_scores: int = 0) -> str:
+    """Return the concrete kernel name that runs `op` on arrays like `array` (n_scores: the
+    size of attention's (B, H, Tq, Tk) scores)."""
     backend = backend_of(array)
     dtype = backend.dtype_name(array)
     name = _selected[op]
@@ -75,7 +80,7 @@ def _resolve(op: str, array) -> str:
             return "blas"
         if dtype in _COMPILED_DTYPES and backend.name in ("cpu", "cuda"):
             if backend.name == "cpu":
-                return "numba"
+                return "numba" if n_scores > SMALL_SCORES else "reference"
             if array.shape[-1] <= _CUDA_MAX_DEPTH:
                 return "cuda"
         return "reference"
@@ -89,11 +94,12 @@ def _resolve(op: str, array) -> str:
     return name
 
 
-def attention_kernel(q):
-    """Return the attention kernel module for arrays like q: it has `forward(q, k, v, bias,
+def attention_kernel(q, k):
+    """Return the attention kernel module for arrays q, k: it has `forward(q, k, v, bias,
     causal, scale) -> (out, saved)` and `backward(q, k, v, bias, causal, scale, out, saved,
     grad_out) -> (dq, dk, dv)` (see attention_reference for the exact semantics)."""
-    return importlib.import_module(_MODULES[("attention", _resolve("attention", q))])
+    n_scores = q.size // q.shape[-1] * k.shape[-2]  # B * H * Tq * Tk
+    return importlib.import_module(_MODULES[("attention", _resolve("attention", q, n_scores))])
 
 
 def matmul(a, b):

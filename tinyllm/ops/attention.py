@@ -7,9 +7,9 @@
 - a query row whose every key is masked gives zeros (and zero gradients), never NaN.
 
 Which kernel runs is chosen by `tinyllm.kernels` (see kernels/registry.py): on the CPU the fused
-Numba kernel (never materializes the (Tq, Tk) scores), on CuPy the numba.cuda kernel, and the
-plain reference in kernels/attention_reference.py elsewhere; `tinyllm.kernels.use(attention=...)`
-forces one.
+Numba kernel (never materializes the (Tq, Tk) scores) unless the scores are small, on CuPy the
+numba.cuda kernel, and the plain reference in kernels/attention_reference.py elsewhere and for
+small scores; `tinyllm.kernels.use(attention=...)` forces one.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tinyllm.kernels.attention_reference import mask_to_bias
 
 class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, bias=None, causal=False, scale=1.0, save=True):
-        kernel = attention_kernel(q)
+        kernel = attention_kernel(q, k)
         out, saved = kernel.forward(q, k, v, bias, causal, scale)
         if save:
             self.kernel = kernel
