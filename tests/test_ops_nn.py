@@ -8,7 +8,7 @@ import pytest
 import strategies as s
 import torch
 import torch.nn.functional as TF
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from op_testing import DEVICES, Case, op_test
 
@@ -86,7 +86,11 @@ test_embedding = op_test(F.embedding, TF.embedding, embedding_cases())
 def norm_cases(draw, with_bias: bool):
     shape = draw(s.shapes(min_dims=1))
     dim = shape[-1]
-    arrays = [draw(s.arrays(shape, -3.0, 3.0)), draw(s.arrays((dim,)))]
+    # rows far from constant: for a constant row the float32 result is rounding noise amplified
+    # by 1/sqrt(eps), different in PyTorch and here (ours is exactly 0)
+    x = draw(s.arrays(shape, -3.0, 3.0)) + np.linspace(-1.0, 1.0, dim)
+    assume(dim == 1 or np.all(x.std(axis=-1) > 0.1))
+    arrays = [x, draw(s.arrays((dim,)))]
     if with_bias:
         arrays.append(draw(s.arrays((dim,))))
     return Case(tuple(arrays), {"eps": draw(st.sampled_from([1e-5, 1e-2, 1.0]))})
