@@ -22,11 +22,11 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 class Relu(Function):
     def forward(self, a):
-        self.positive = a > 0
-        return self.xp.where(self.positive, a, 0.0)
+        self.a = a
+        return self.xp.maximum(a, 0.0)
 
     def backward(self, grad):
-        return self.xp.where(self.positive, grad, 0.0)
+        return self.xp.where(self.a > 0, grad, 0.0)
 
 
 class GeluErf(Function):

@@ -103,7 +103,7 @@ def reshape(a: Tensor, shape) -> Tensor:
         known = -math.prod(shape)  # the product of the other entries
         if shape.count(-1) > 1 or min(shape) < -1 or known == 0 or size % known:
             raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
-        shape = tuple(size // known if n == -1 else n for n in shape)
+        shape = tuple([size // known if n == -1 else n for n in shape])
     elif math.prod(shape) != size or min(shape, default=0) < 0:
         raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
     if shape == tuple(a.data.shape):
@@ -113,8 +113,9 @@ def reshape(a: Tensor, shape) -> Tensor:
 
 def permute(a: Tensor, axes) -> Tensor:
     """Return a with its axes reordered."""
-    axes = tuple(ax % a.ndim for ax in axes) if a.ndim else tuple(axes)
-    if sorted(axes) != list(range(a.ndim)):
+    ndim = a.data.ndim
+    axes = tuple([axis % ndim for axis in axes]) if ndim else tuple(axes)
+    if sorted(axes) != list(range(ndim)):
         raise ShapeError(f"permute axes {tuple(axes)} are not a permutation of {a.ndim} axes")
     return Permute.apply(a, axes=axes)
 
