@@ -27,12 +27,36 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from benchmarks.common import machine_header, measure, print_table, save_plot, time_once  # noqa: E402
+from benchmarks.common import Timing, machine_header, print_table, save_plot, time_once  # noqa: E402
 
 PRESET = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
 BATCH = 12
 LR, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
 NEW_TOKENS = 256
+
+
+def measure_interleaved(functions: dict, warmup: int, repeat: int, block: int = 5) -> dict:
+    """Return {name: Timing} over `repeat` calls of each function, taken in rounds of `block`
+    calls per function, so that all of them see the same stretches of machine load.
+
+    Each function's block starts with one untimed call: torch's OpenMP threads and OpenBLAS's
+    threads spin for a while after their work, and would otherwise slow the next block's first call.
+    """
+    import statistics
+    import time
+
+    for _ in range(warmup):
+        for fn in functions.values():
+            fn()
+    samples = {name: [] for name in functions}
+    while min(len(runs) for runs in samples.values()) < repeat:
+        for name, fn in functions.items():
+            fn()
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - start)
+    return {name: Timing(statistics.median(runs), min(runs), max(runs), len(runs)) for name, runs in samples.items()}
 
 
 def random_batches(n: int, batch: int, block: int, vocab: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -116,7 +140,7 @@ def bench_training(iters: int) -> list[list]:
     x0 = batches[0][0]
     expected = twin(torch.from_numpy(x0)).detach().numpy()
 
-    timings = {}
+    steps, checks = {}, {}
     for device, kernel in tinyllm_variants():
         with kernels.use(attention=kernel):
             model = GPT(config)
@@ -126,32 +150,59 @@ def bench_training(iters: int) -> list[list]:
             compile_s = time_once(lambda m=model, x=x0_device: m(x).numpy())
             error = float(np.abs(model(x0_device).numpy() - expected).max())
             assert error < 1e-4, f"tinyllm ({device}, {kernel}) logits differ from the torch twin by {error}"
-            step = tinyllm_step(model, batches, device)
-            name = f"tinyllm {device} ({kernel} attention)"
-            timings[name] = (measure(lambda s=step: s().item(), warmup=3, repeat=iters), compile_s, error)
-    step = torch_step(twin, batches)
-    timings["pytorch cpu (twin)"] = (measure(lambda: step().item(), warmup=3, repeat=iters), 0.0, 0.0)
+        name = f"tinyllm {device} ({kernel} attention)"
+        steps[name] = _with_kernel(kernel, tinyllm_step(model, batches, device))
+        checks[name] = (compile_s, error)
+    torch_train_step = torch_step(twin, batches)
+    steps["pytorch cpu (twin)"] = lambda: torch_train_step().item()
+    checks["pytorch cpu (twin)"] = (0.0, 0.0)
+    timings = measure_interleaved(steps, warmup=3, repeat=iters)
 
-    baseline = timings["pytorch cpu (twin)"][0].median
+    baseline = timings["pytorch cpu (twin)"]
     rows = []
-    for name, (timing, compile_s, error) in timings.items():
+    for name, timing in timings.items():
+        compile_s, error = checks[name]
         rows.append(
             [
                 name,
                 timing.median * 1e3,
+                timing.low * 1e3,
                 f"{timing.spread():.0%}",
                 tokens_per_iter / timing.median,
-                timing.median / baseline,
+                timing.median / baseline.median,
+                timing.low / baseline.low,
                 compile_s,
                 f"{error:.1e}",
             ]
         )
     print_table(
-        ["implementation", "ms/iter", "spread", "tokens/s", "time vs torch", "first call s", "max |dlogits|"],
+        [
+            "implementation",
+            "ms/iter",
+            "best ms",
+            "spread",
+            "tokens/s",
+            "time vs torch",
+            "best vs torch",
+            "first call s",
+            "max |dlogits|",
+        ],
         rows,
-        title=f"\ntraining step (fwd + bwd + AdamW), preset {PRESET}, batch {BATCH}, median of {iters}",
+        title=f"\ntraining step (fwd + bwd + AdamW), preset {PRESET}, batch {BATCH}, median and best of {iters} "
+        "(implementations interleaved in blocks of 5)",
     )
     return rows
+
+
+def _with_kernel(kernel: str, step):
+    """Return a function running step() with the given attention kernel selected, loss synced."""
+    from tinyllm import kernels
+
+    def run():
+        with kernels.use(attention=kernel):
+            return step().item()
+
+    return run
 
 
 def op_breakdown(repeat: int) -> list[list]:
@@ -235,11 +286,13 @@ def bench_generation(repeat: int) -> list[list]:
     error = float(np.abs(np.concatenate(stepped, axis=1) - whole).max())
     assert error < 1e-4, f"cached logits differ from uncached ones by {error}"
 
+    runs = {
+        use_cache: (lambda c=use_cache: model.generate([0], NEW_TOKENS, seed=0, use_cache=c))
+        for use_cache in (True, False)
+    }
+    timings = measure_interleaved(runs, warmup=1, repeat=repeat, block=1)
     rows, rates = [], {}
-    for use_cache in (True, False):
-        timing = measure(
-            lambda c=use_cache: model.generate([0], NEW_TOKENS, seed=0, use_cache=c), warmup=1, repeat=repeat
-        )
+    for use_cache, timing in timings.items():
         rates[use_cache] = NEW_TOKENS / timing.median
         rows.append(
             [
@@ -268,7 +321,11 @@ def plot(train_rows: list[list], gen_rows: list[list]) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     names = [row[0] for row in train_rows]
-    left.barh(names, [row[1] for row in train_rows], color=["tab:blue"] * (len(names) - 1) + ["tab:orange"])
+    positions = np.arange(len(names))
+    left.barh(positions - 0.2, [row[1] for row in train_rows], height=0.4, color="tab:blue", label="median")
+    left.barh(positions + 0.2, [row[2] for row in train_rows], height=0.4, color="tab:orange", label="best")
+    left.set_yticks(positions, names)
+    left.legend()
     left.set_xlabel("ms per training iteration (lower is better)")
     left.set_title("shakespeare-char preset, batch 12")
     left.invert_yaxis()
