@@ -1,6 +1,6 @@
 """Matmul kernels: the Numba CPU kernel against BLAS (`np.matmul`) on hypothesis-drawn shapes.
 
-Shapes cross the kernel's 4 x 4 register tile, its 64-row panel and its 256-long inner block;
+Shapes cross the kernel's 4 x 4 register tile, its 64-row panel and its 512-long inner block;
 the engine's matmul op gives the same values and gradients with either kernel selected. The
 CUDA kernel's comparison is in test_kernels_cuda.py.
 """
@@ -27,7 +27,7 @@ def assert_matches_blas(actual, a, b, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@given(n=sides, k=st.one_of(sides, st.integers(250, 520)), m=sides, seed=st.integers(0, 2**32 - 1))
+@given(n=sides, k=st.one_of(sides, st.integers(500, 1030)), m=sides, seed=st.integers(0, 2**32 - 1))
 def test_numba_matmul_matches_blas(dtype, n, k, m, seed):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((n, k)).astype(dtype)

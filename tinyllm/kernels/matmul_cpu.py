@@ -26,7 +26,7 @@ from numba import njit, prange
 from tinyllm.backend import np
 
 PANEL_ROWS = 64
-INNER_BLOCK = 256
+INNER_BLOCK = 512
 _FAST = {"nsz", "contract", "reassoc", "arcp"}
 
 
