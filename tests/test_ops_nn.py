@@ -154,7 +154,8 @@ def test_softmax_and_log_softmax_are_finite_and_exact_for_logits_up_to_1e4(devic
     expected = float64_log_softmax(logits)
     assert np.all(np.isfinite(log_probs.numpy())) and np.all(np.isfinite(probs.numpy()))
     np.testing.assert_allclose(log_probs.numpy(), expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(probs.numpy(), np.exp(expected), rtol=1e-6, atol=1e-30)
+    # exp turns the float32 rounding of a shifted logit s into a relative error of |s| * 6e-8
+    np.testing.assert_allclose(probs.numpy(), np.exp(expected), rtol=1e-5, atol=1e-30)
     (log_probs.sum() + probs.sum()).backward()
     assert np.all(np.isfinite(x.grad.numpy()))
 
@@ -171,7 +172,7 @@ def test_cross_entropy_is_finite_and_exact_for_logits_up_to_1e4(device, logits, 
     loss.backward()
     probs = np.exp(float64_log_softmax(logits))
     probs[np.arange(len(targets)), targets] -= 1
-    np.testing.assert_allclose(x.grad.numpy(), probs / len(targets), atol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), probs / len(targets), atol=1e-5 / len(targets))
 
 
 @pytest.mark.parametrize("device", DEVICES)
