@@ -10,9 +10,35 @@ import numpy as np
 from tinyllm.backend.base import Backend
 
 
-@numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+# erf(x) ~= x P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 in float32 beyond): the float32 rational
+# approximation of Eigen and XLA, max error 3.3e-7. No branch and no libm call, so LLVM vectorizes
+# it: 0.16 ms for 393k elements where a scalar math.erf loop takes 4.6 ms (this Numba has no SVML).
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)  # fmt: skip
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)  # fmt: skip
+
+
+@numba.vectorize(["float32(float32)"], cache=True, fastmath=True)
+def _erf_float32(x):
+    x = min(max(x, np.float32(-4.0)), np.float32(4.0))
+    x2 = x * x
+    p = np.float32(_ERF_P[0])
+    for c in _ERF_P[1:]:
+        p = p * x2 + np.float32(c)
+    q = np.float32(_ERF_Q[0])
+    for c in _ERF_Q[1:]:
+        q = q * x2 + np.float32(c)
+    return x * p / q
+
+
+@numba.vectorize(["float64(float64)"], cache=True)
+def _erf_float64(x):
+    return math.erf(x)  # exact to float64 rounding: gradient checks in float64 need it
+
+
 def _erf(x):
-    return math.erf(x)
+    return _erf_float32(x) if x.dtype == np.float32 else _erf_float64(x)
 
 
 class NumpyBackend(Backend):
