@@ -107,8 +107,13 @@ def test_generation_beyond_the_block_size_keeps_going():
     for use_cache in (True, False):
         (sequence,) = model.generate([1, 2, 3], 30, seed=0, use_cache=use_cache)
         assert len(sequence) == 33 and all(0 <= t < 23 for t in sequence)
-    firsts = [model.generate(list(range(10)), 1, temperature=0, use_cache=c)[0] for c in (True, False)]
-    assert firsts[0] == firsts[1]  # a prompt longer than the block: both see its last 8 tokens
+
+
+def test_a_prompt_longer_than_the_block_size_is_a_shape_error():
+    model = small_model(2, block_size=8)
+    for use_cache in (True, False):
+        with pytest.raises(ShapeError, match="prompt of 10 tokens is longer than the model's context of 8"):
+            model.generate(list(range(10)), 1, use_cache=use_cache)
 
 
 def test_seeded_generation_repeats_and_leaves_the_global_stream_alone():

@@ -1,12 +1,12 @@
 """tinyllm: a small, readable deep-learning engine and the Transformer models built on it.
 
-    import tinyllm as tl
-    import tinyllm.nn.functional as F
+import tinyllm as tl
+import tinyllm.nn.functional as F
 
-    x = tl.tensor([[1.0, 2.0]], requires_grad=True)
-    y = F.softmax(x @ x.T * 2.0, axis=-1).sum()
-    y.backward()
-    x.grad
+x = tl.tensor([[1.0, 2.0]], requires_grad=True)
+y = F.softmax(x @ x.T * 2.0, axis=-1).sum()
+y.backward()
+x.grad
 """
 
 from tinyllm.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad

@@ -127,6 +127,8 @@ def _model_device(model) -> str | None:
 def _token_steps(model, prompts: np.ndarray, max_new_tokens: int, temperature, top_k, top_p, rng, use_cache):
     """Yield the (B,) array of sampled ids of each new position, under no_grad and eval mode."""
     block_size = model.config.block_size
+    if prompts.shape[1] > block_size:
+        raise ShapeError(f"prompt of {prompts.shape[1]} tokens is longer than the model's context of {block_size}")
     device = _model_device(model)
     was_training = getattr(model, "training", False)
     model.eval()

@@ -9,7 +9,6 @@ import numpy as np
 
 from tinyllm.backend.base import Backend
 
-
 # erf(x) ~= x P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 in float32 beyond): the float32 rational
 # approximation of Eigen and XLA, max error 3.3e-7. No branch and no libm call, so LLVM vectorizes
 # it: 0.16 ms for 393k elements where a scalar math.erf loop takes 4.6 ms (this Numba has no SVML).

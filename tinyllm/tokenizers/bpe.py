@@ -121,7 +121,11 @@ class ByteLevelBPE(Tokenizer):
                     merged.append(symbols[i])
                     i += 1
             symbols = merged
-        ids = [self.vocab[s] for s in symbols if s in self.vocab] if self.missing_bytes else [self.vocab[s] for s in symbols]
+        ids = (
+            [self.vocab[s] for s in symbols if s in self.vocab]
+            if self.missing_bytes
+            else [self.vocab[s] for s in symbols]
+        )
         if len(self._word_cache) < 100_000:
             self._word_cache[word] = ids
         return ids
