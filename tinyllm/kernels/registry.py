@@ -8,7 +8,9 @@
   CuPy float32/float64 arrays with head dimension <= 128, and the plain reference otherwise
   (e.g. the "strict" device, float16);
 - matmul: BLAS (`xp.matmul`) everywhere, because it beats our Numba and CUDA matmuls on every
-  shape that benchmarks/bench_matmul.py measures; "numba" and "cuda" can be forced.
+  shape that benchmarks/bench_matmul.py measures; "numba" and "cuda" can be forced;
+- norm_act (exact GELU and LayerNorm): the one-pass Numba kernels of `norm_act_cpu` for
+  C-contiguous NumPy float32 arrays, the array code of the ops otherwise ("reference" forces it).
 
 A forced kernel that cannot run the given arrays raises `DeviceError` instead of silently
 running something else. The CUDA kernels accept NumPy arrays when NUMBA_ENABLE_CUDASIM=1 (the
@@ -26,6 +28,7 @@ from tinyllm.kernels.attention_cuda import MAX_DEPTH as _CUDA_MAX_DEPTH  # numba
 
 ATTENTION_KERNELS = ("auto", "reference", "numba", "cuda")
 MATMUL_KERNELS = ("auto", "blas", "numba", "cuda")
+NORM_ACT_KERNELS = ("auto", "reference")
 _MODULES = {
     ("attention", "reference"): "tinyllm.kernels.attention_reference",
     ("attention", "numba"): "tinyllm.kernels.attention_cpu",
@@ -35,14 +38,16 @@ _MODULES = {
 }
 _COMPILED_DTYPES = ("float32", "float64")
 SMALL_SCORES = 2**18  # 1 MB of float32 scores
-_selected = {"attention": "auto", "matmul": "auto"}
+_selected = {"attention": "auto", "matmul": "auto", "norm_act": "auto"}
 
 
 class use:  # noqa: N801  (a function-like name: `tinyllm.kernels.use(...)`)
     """Select kernels by name: `use(attention="reference")` sets them until changed, and
     `with use(matmul="numba"): ...` sets them for the block only. None leaves a choice as is."""
 
-    def __init__(self, attention: str | None = None, matmul: str | None = None) -> None:
+    def __init__(self, attention: str | None = None, matmul: str | None = None, norm_act: str | None = None) -> None:
+        if norm_act is not None and norm_act not in NORM_ACT_KERNELS:
+            raise ValueError(f"unknown norm_act kernel {norm_act!r}; expected one of {NORM_ACT_KERNELS}")
         if attention is not None and attention not in ATTENTION_KERNELS:
             raise ValueError(f"unknown attention kernel {attention!r}; expected one of {ATTENTION_KERNELS}")
         if matmul is not None and matmul not in MATMUL_KERNELS:
@@ -52,6 +57,8 @@ class use:  # noqa: N801  (a function-like name: `tinyllm.kernels.use(...)`)
             _selected["attention"] = attention
         if matmul is not None:
             _selected["matmul"] = matmul
+        if norm_act is not None:
+            _selected["norm_act"] = norm_act
 
     def __enter__(self) -> use:
         return self
@@ -61,8 +68,18 @@ class use:  # noqa: N801  (a function-like name: `tinyllm.kernels.use(...)`)
 
 
 def selected(op: str) -> str:
-    """Return the kernel name selected for "attention" or "matmul" ("auto" unless forced)."""
+    """Return the kernel name selected for "attention", "matmul" or "norm_act" ("auto" unless forced)."""
     return _selected[op]
+
+
+def use_norm_act_kernel(array) -> bool:
+    """Return whether GELU / LayerNorm on this array run the Numba kernels of norm_act_cpu."""
+    return (
+        _selected["norm_act"] == "auto"
+        and type(array) is np.ndarray
+        and array.dtype == np.float32
+        and array.flags.c_contiguous
+    )
 
 
 def _simulated_cuda() -> bool:

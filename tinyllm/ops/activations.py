@@ -13,6 +13,8 @@ from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
 from tinyllm.errors import ShapeError
+from tinyllm.kernels import norm_act_cpu
+from tinyllm.kernels.registry import use_norm_act_kernel
 from tinyllm.ops.elementwise import mul
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -34,10 +36,14 @@ class GeluErf(Function):
 
     def forward(self, a):
         self.a = a
+        if use_norm_act_kernel(a):  # one Numba pass instead of the array code below
+            return norm_act_cpu.gelu_forward(a)
         self.cdf = 0.5 * (1 + self.backend.erf(a * _INV_SQRT_2))
         return a * self.cdf
 
     def backward(self, grad):
+        if use_norm_act_kernel(self.a) and not hasattr(self, "cdf"):
+            return norm_act_cpu.gelu_backward(self.a, grad)
         pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * self.a * self.a)
         return grad * (self.cdf + self.a * pdf)
 

@@ -1,0 +1,61 @@
+"""The Numba GELU and LayerNorm kernels against their references (the ops' array code)."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinyllm as tl
+import tinyllm.nn.functional as F
+from tinyllm.kernels import norm_act_cpu, use
+from tinyllm.kernels.registry import use_norm_act_kernel
+
+shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=70)
+
+
+def values_and_grads(fn, arrays, kernel: str):
+    """Return fn's output and the gradients of sum(out * cotangent) for each input, as NumPy."""
+    with use(norm_act=kernel):
+        tensors = [tl.tensor(a, requires_grad=True) for a in arrays]
+        out = fn(*tensors)
+        cotangent = np.cos(np.arange(out.numel(), dtype=np.float32)).reshape(out.shape)
+        out.backward(tl.tensor(cotangent))
+        return [out.numpy()] + [t.grad.numpy() for t in tensors]
+
+
+def assert_kernel_matches_reference(fn, arrays, atol: float) -> None:
+    fused = values_and_grads(fn, arrays, "auto")
+    reference = values_and_grads(fn, arrays, "reference")
+    for got, want in zip(fused, reference):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol)
+
+
+@given(shape=shapes, data=st.data())
+def test_gelu_kernel_matches_the_reference(shape, data):
+    x = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(-6, 6, width=32)))
+    assert_kernel_matches_reference(F.gelu, [x], atol=2e-6)
+
+
+@given(shape=shapes, data=st.data())
+def test_layer_norm_kernel_matches_the_reference(shape, data):
+    width = shape[-1]
+    floats = st.floats(-3, 3, width=32)
+    x = data.draw(hnp.arrays(np.float32, shape, elements=floats))
+    x = x + np.linspace(0, 1, width, dtype=np.float32)  # no row of equal values (zero variance)
+    weight = data.draw(hnp.arrays(np.float32, (width,), elements=floats))
+    bias = data.draw(hnp.arrays(np.float32, (width,), elements=floats))
+    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w, b, 1e-5), [x, weight, bias], atol=2e-4)
+
+
+def test_the_kernels_run_only_where_they_apply():
+    assert use_norm_act_kernel(np.zeros((2, 3), np.float32))
+    assert not use_norm_act_kernel(np.zeros((2, 3), np.float64))  # float64 keeps the exact erf
+    assert not use_norm_act_kernel(np.zeros((3, 2), np.float32).T)  # not C-contiguous
+    with use(norm_act="reference"):
+        assert not use_norm_act_kernel(np.zeros((2, 3), np.float32))
+
+
+def test_gelu_kernel_is_the_exact_erf_form():
+    x = np.linspace(-5, 5, 1001, dtype=np.float32)
+    exact = np.array([0.5 * v * (1 + __import__("math").erf(v / np.sqrt(2))) for v in x.astype(np.float64)])
+    np.testing.assert_allclose(norm_act_cpu.gelu_forward(x), exact, atol=2e-6)
