@@ -175,3 +175,10 @@ def test_bad_prompts_raise_typed_errors():
         list(stream(model, [[1], [2]], 2))
     with pytest.raises(ConfigError):
         generate(model, [1], 2, num_return_sequences=0)
+
+
+def test_cached_generation_runs_on_the_strict_array_api_backend():
+    model = small_model(4)
+    on_cpu = model.generate([1, 2, 3], 6, temperature=0)
+    model.to("strict")
+    assert model.generate([1, 2, 3], 6, temperature=0) == on_cpu

@@ -56,12 +56,12 @@ class LayerKVCache:
                 f"KV cache holds keys of shape (B, H_kv, _, D) = {self.keys.shape[:2] + self.keys.shape[3:]}, "
                 f"got new keys {k.shape}"
             )
-        self.keys[:, :, self.length : needed] = k.data  # (B, H, T_new, D)
-        self.values[:, :, self.length : needed] = v.data  # (B, H, T_new, D)
+        self.keys[:, :, self.length : needed, ...] = k.data  # (B, H, T_new, D); `...`: array API indexing
+        self.values[:, :, self.length : needed, ...] = v.data  # (B, H, T_new, D)
         self.length = needed
         backend = self._backend
-        keys = Tensor._wrap(self.keys[:, :, :needed], backend, False, None)  # (B, H, length, D)
-        values = Tensor._wrap(self.values[:, :, :needed], backend, False, None)  # (B, H, length, D)
+        keys = Tensor._wrap(self.keys[:, :, :needed, ...], backend, False, None)  # (B, H, length, D)
+        values = Tensor._wrap(self.values[:, :, :needed, ...], backend, False, None)  # (B, H, length, D)
         return keys, values
 
     def _grow(self, k: Tensor, needed: int) -> None:
@@ -76,8 +76,8 @@ class LayerKVCache:
         if self.keys is not None:
             if self.keys.shape[:2] != (B, H) or self.keys.shape[3] != D:
                 raise ShapeError(f"KV cache holds keys {self.keys.shape}, got new keys {k.shape}")
-            keys[:, :, : self.length] = self.keys[:, :, : self.length]
-            values[:, :, : self.length] = self.values[:, :, : self.length]
+            keys[:, :, : self.length, ...] = self.keys[:, :, : self.length, ...]
+            values[:, :, : self.length, ...] = self.values[:, :, : self.length, ...]
         self.keys, self.values, self._backend = keys, values, k._backend
 
     def reset(self) -> None:
