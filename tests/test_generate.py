@@ -10,8 +10,8 @@ from hypothesis.extra import numpy as hnp
 import tinyllm as tl
 from tinyllm.backend import HostRandom
 from tinyllm.errors import ConfigError, DTypeError, ShapeError
-from tinyllm.generate import generate, sample_next, stream, top_k_filter, top_p_filter
 from tinyllm.models import GPT, GPTConfig
+from tinyllm.models.generation import generate, sample_next, stream, top_k_filter, top_p_filter
 
 logit_rows = hnp.arrays(
     np.float64,
@@ -112,7 +112,7 @@ def test_generation_beyond_the_block_size_keeps_going():
 def test_a_prompt_longer_than_the_block_size_is_a_shape_error():
     model = small_model(2, block_size=8)
     for use_cache in (True, False):
-        with pytest.raises(ShapeError, match="prompt of 10 tokens is longer than the model's context of 8"):
+        with pytest.raises(ShapeError, match="prompt of 10 tokens is longer than the model's context length 8"):
             model.generate(list(range(10)), 1, use_cache=use_cache)
 
 

@@ -85,7 +85,7 @@ class ChatSession:
 
     def reply(self, text: str) -> Iterator[str]:
         """Yield the pieces of the model's answer to `text` as they are sampled."""
-        from tinyllm.generate import stream
+        from tinyllm.models.generation import stream
 
         self.messages.append({"role": "user", "content": text})
         try:

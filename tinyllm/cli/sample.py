@@ -50,7 +50,7 @@ def load_model(args):
 
 def stream_text(model, tokenizer, ids: list[int], max_new_tokens: int, **sampling):
     """Yield the text of each new token as soon as it is sampled (whole characters only)."""
-    from tinyllm.generate import stream
+    from tinyllm.models.generation import stream
 
     if hasattr(tokenizer, "decode_bytes"):  # byte-level: a character may span two tokens
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

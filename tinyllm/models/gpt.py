@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
 from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
+from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
 from tinyllm.nn.attention import KVCache
 from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
@@ -77,7 +78,7 @@ class GPTConfig:
             raise ConfigError(f"GPTConfig: {error}") from None
 
 
-class GPT(Module):
+class GPT(GenerationMixin, Module):
     """A GPT language model; `model(idx)` returns next-token logits at every position."""
 
     def __init__(self, config: GPTConfig) -> None:
@@ -163,41 +164,6 @@ class GPT(Module):
         """Return an empty KV cache for this model, of block_size positions per layer (its
         storage is allocated at the first forward, for that forward's batch size)."""
         return KVCache(self.config.n_layer, max_len=self.config.block_size)
-
-    def generate(
-        self,
-        idx,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        num_return_sequences: int = 1,
-        stop=None,
-        seed: int | None = None,
-        use_cache: bool = True,
-    ) -> list[list[int]]:
-        """Return the prompt(s) continued by up to max_new_tokens sampled tokens, as a list of
-        lists of ints (prompt included), `num_return_sequences` per prompt, in prompt order.
-
-        idx is one prompt (list of ints, 1-D tensor) or a batch of prompts of one length (list of
-        lists, (B, T) tensor). See `tinyllm.generate.generate` for the sampling options.
-        """
-        # Generation works on any model and lives in the layer above models; imported here so
-        # that `model.generate(...)` reads as in PyTorch/HF.
-        from tinyllm.generate import generate
-
-        return generate(
-            self,
-            idx,
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            num_return_sequences=num_return_sequences,
-            stop=stop,
-            seed=seed,
-            use_cache=use_cache,
-        )
 
     # -- pretrained weights ---------------------------------------------------------------------
     @classmethod

@@ -27,6 +27,7 @@ from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
 from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
+from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
 from tinyllm.nn.attention import KVCache, LayerKVCache
 from tinyllm.nn.layers import Embedding, Linear, RMSNorm
@@ -178,7 +179,7 @@ class LlamaBlock(Module):
         return x + self.mlp(self.mlp_norm(x))  # (B, T, C)
 
 
-class Llama(Module):
+class Llama(GenerationMixin, Module):
     """A Llama-architecture decoder: `model(ids, cache=None)` -> logits (B, T, vocab_size)."""
 
     def __init__(self, config: LlamaConfig) -> None:
@@ -236,41 +237,6 @@ class Llama(Module):
         """Return an empty KV cache. It grows by doubling (a context of 8192 positions would
         reserve hundreds of MB up front), and `forward` checks the context length."""
         return KVCache(self.config.n_layer, max_len=None)
-
-    def generate(
-        self,
-        idx,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        num_return_sequences: int = 1,
-        stop=None,
-        seed: int | None = None,
-        use_cache: bool = True,
-    ) -> list[list[int]]:
-        """Return the prompt(s) continued by up to max_new_tokens sampled tokens (prompt included);
-        see `tinyllm.generate.generate` for the options (temperature 0 is greedy)."""
-        from tinyllm.generate import generate  # the layer above models: imported on use
-
-        # generation would slide a window over a too-long prompt; a Llama's positions are absolute
-        prompt_length = np.shape(idx.numpy() if isinstance(idx, Tensor) else idx)[-1]
-        if prompt_length > self.config.block_size:
-            raise ShapeError(
-                f"prompt of {prompt_length} tokens exceeds the model's context length {self.config.block_size}"
-            )
-        return generate(
-            self,
-            idx,
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            num_return_sequences=num_return_sequences,
-            stop=stop,
-            seed=seed,
-            use_cache=use_cache,
-        )
 
     # -- pretrained weights ---------------------------------------------------------------------
     @classmethod

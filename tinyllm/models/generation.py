@@ -128,7 +128,7 @@ def _token_steps(model, prompts: np.ndarray, max_new_tokens: int, temperature, t
     """Yield the (B,) array of sampled ids of each new position, under no_grad and eval mode."""
     block_size = model.config.block_size
     if prompts.shape[1] > block_size:
-        raise ShapeError(f"prompt of {prompts.shape[1]} tokens is longer than the model's context of {block_size}")
+        raise ShapeError(f"prompt of {prompts.shape[1]} tokens is longer than the model's context length {block_size}")
     device = _model_device(model)
     was_training = getattr(model, "training", False)
     model.eval()
@@ -228,3 +228,43 @@ def generate(
         if all(finished):
             break
     return sequences
+
+
+class GenerationMixin:
+    """`model.generate(...)` and `model.stream(...)` for any model that follows the protocol above
+    (GPT and Llama inherit it), as the methods read in PyTorch / Hugging Face code."""
+
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        num_return_sequences: int = 1,
+        stop=None,
+        seed: int | None = None,
+        use_cache: bool = True,
+    ) -> list[list[int]]:
+        """Return the prompt(s) continued by up to max_new_tokens sampled tokens, as a list of
+        lists of ints (prompt included), `num_return_sequences` per prompt, in prompt order.
+
+        idx is one prompt (list of ints, 1-D tensor) or a batch of prompts of one length (list of
+        lists, (B, T) tensor); temperature 0 is greedy. See `generate` in this module.
+        """
+        return generate(
+            self,
+            idx,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            num_return_sequences=num_return_sequences,
+            stop=stop,
+            seed=seed,
+            use_cache=use_cache,
+        )
+
+    def stream(self, idx, max_new_tokens: int, **options) -> Iterator[int]:
+        """Yield the new token ids of one prompt one by one (see `stream` in this module)."""
+        return stream(self, idx, max_new_tokens, **options)
