@@ -13,10 +13,11 @@ Conv1D weights are stored transposed). With tied embeddings there is no `lm_head
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
+from tinyllm.config import JSONConfig
 from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
@@ -30,7 +31,7 @@ _INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(JSONConfig):
     """The shape of a GPT. `bias` applies to the Linear layers (LayerNorms always have one)."""
 
     vocab_size: int
@@ -60,22 +61,6 @@ class GPTConfig:
             raise ConfigError(f"GPTConfig.positional must be 'learned' or 'sinusoidal', got {self.positional!r}")
         if not self.layer_norm_eps > 0:
             raise ConfigError(f"GPTConfig.layer_norm_eps must be positive, got {self.layer_norm_eps}")
-
-    def to_dict(self) -> dict:
-        """Return the config as a JSON-serializable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GPTConfig:
-        """Return the config stored by `to_dict` (unknown keys are an error, missing optional ones default)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"GPTConfig: unknown fields {unknown}; expected some of {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as error:
-            raise ConfigError(f"GPTConfig: {error}") from None
 
 
 class GPT(GenerationMixin, Module):

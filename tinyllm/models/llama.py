@@ -21,11 +21,12 @@ returns the model with its tokenizer as `model.tokenizer`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
+from tinyllm.config import JSONConfig
 from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
@@ -38,7 +39,7 @@ _INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 
 
 @dataclass
-class LlamaConfig:
+class LlamaConfig(JSONConfig):
     """Sizes of a Llama model; SmolLM2-135M: 30 layers, 576 wide, 9 query and 3 key/value heads."""
 
     vocab_size: int
@@ -64,17 +65,6 @@ class LlamaConfig:
             raise ConfigError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
         if self.head_dim % 2:
             raise ConfigError(f"RoPE needs an even head_dim, got {self.head_dim}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LlamaConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown LlamaConfig fields {unknown}")
-        return cls(**data)
 
 
 class GroupedQueryAttention(Module):

@@ -3,13 +3,14 @@ shakespeare-char recipe)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from tinyllm.config import JSONConfig
 from tinyllm.errors import ConfigError
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JSONConfig):
     """How to train: batches, optimizer, LR schedule, evaluation, logging, data and device."""
 
     batch_size: int = 12
@@ -58,14 +59,3 @@ class TrainConfig:
     @property
     def save_interval(self) -> int:
         return self.eval_interval if self.checkpoint_interval is None else self.checkpoint_interval
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"TrainConfig: unknown fields {unknown}")
-        return cls(**data)
