@@ -39,3 +39,11 @@ class ConfigError(TinyLLMError, ValueError):
 
 class DataError(TinyLLMError, ValueError):
     """A corpus or dataset that is empty, too short or malformed."""
+
+
+class ArgumentError(TinyLLMError, ValueError):
+    """An argument of the wrong type or outside its range (a negative learning rate, p = 1.5)."""
+
+
+class UnsupportedError(TinyLLMError, NotImplementedError):
+    """A feature tinyllm does not have, such as a PyTorch argument it does not implement."""
