@@ -26,7 +26,7 @@ LAYERS = [
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
-UTILITIES = {"errors", "hub", "config"}  # importable from anywhere
+UTILITIES = {"errors", "hub", "config", "validate"}  # importable from anywhere
 TOP = len(LAYERS)  # tinyllm/__main__.py runs the CLI, above everything
 ALLOWED_UPWARD = {
     ("tinyllm/autograd/tensor.py", "tinyllm.ops"),  # documented: Tensor's methods call the op library
