@@ -41,7 +41,7 @@ def make_inputs(t: int, seed: int = 0):
 
 def kernel_fwd_bwd(module, q, k, v, grad_out, scale):
     out, saved = module.forward(q, k, v, None, True, scale)
-    return (out, *module.backward(q, k, v, None, True, scale, out, saved, grad_out))
+    return (out, *module.backward(saved, grad_out))
 
 
 def torch_fwd_bwd(q, k, v, grad_out):

@@ -137,7 +137,7 @@ def test_fused_cpu_kernel_matches_reference_kernel(case):
     results = []
     for module in (attention_reference, attention_cpu):
         out, saved = module.forward(q, k, v, bias, case.causal, 0.3)
-        results.append((out, *module.backward(q, k, v, bias, case.causal, 0.3, out, saved, grad_out)))
+        results.append((out, *module.backward(saved, grad_out)))
     for name, fused, reference in zip(("out", "dq", "dk", "dv"), results[1], results[0]):
         assert_close(fused, reference, 1e-10, name)
 
@@ -173,8 +173,8 @@ def test_strict_device_runs_the_reference_and_matches_the_cpu():
 def test_auto_picks_the_fused_kernel_for_large_scores_and_the_reference_for_small_ones():
     small = np.zeros((1, 2, 1, 300), dtype=np.float32)  # KV-cache decoding: Tq = 1
     large = np.zeros((1, 2, 600, 8), dtype=np.float32)  # 2 * 600 * 600 scores
-    assert kernels.attention_kernel(small, small) is attention_reference
-    assert kernels.attention_kernel(large, large) is attention_cpu
+    assert kernels.choose("attention", small, small) is attention_reference
+    assert kernels.choose("attention", large, large) is attention_cpu
 
 
 def test_use_selects_a_kernel_and_restores_the_previous_choice():
@@ -182,9 +182,9 @@ def test_use_selects_a_kernel_and_restores_the_previous_choice():
     assert kernels.selected("attention") == "auto"
     with kernels.use(attention="reference"):
         assert kernels.selected("attention") == "reference"
-        assert kernels.attention_kernel(q, q) is attention_reference
+        assert kernels.choose("attention", q, q) is attention_reference
     assert kernels.selected("attention") == "auto"
-    assert kernels.attention_kernel(q, q) is attention_cpu
+    assert kernels.choose("attention", q, q) is attention_cpu
     with pytest.raises(ValueError):
         kernels.use(attention="fastest")
 
@@ -219,7 +219,7 @@ def test_fused_forward_backward_at_t2048_allocates_under_5_percent_of_the_scores
     def run(module):
         def fwd_bwd():
             out, saved = module.forward(q, k, v, None, True, 0.125)
-            return (out, *module.backward(q, k, v, None, True, 0.125, out, saved, grad_out))
+            return (out, *module.backward(saved, grad_out))
 
         return fwd_bwd
 

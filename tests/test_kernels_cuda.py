@@ -54,11 +54,11 @@ def tiny_attention_cases(draw):
 def test_cuda_attention_matches_reference_forward_and_gradients(dtype, case):
     q, k, v, grad_out, mask = (None if a is None else a.astype(dtype) if a.dtype != bool else a for a in case.arrays())
     bias = None if mask is None else attention_reference.mask_to_bias(mask, q)
-    out, lse = attention_reference.forward(q, k, v, bias, case.causal, 0.4)
-    expected = (out, *attention_reference.backward(q, k, v, bias, case.causal, 0.4, out, lse, grad_out))
+    out, saved = attention_reference.forward(q, k, v, bias, case.causal, 0.4)
+    expected = (out, *attention_reference.backward(saved, grad_out))
     q_d, k_d, v_d, bias_d, grad_out_d = (None if a is None else DEVICE.from_host(a) for a in (q, k, v, bias, grad_out))
-    out_d, lse_d = attention_cuda.forward(q_d, k_d, v_d, bias_d, case.causal, 0.4)
-    actual = (out_d, *attention_cuda.backward(q_d, k_d, v_d, bias_d, case.causal, 0.4, out_d, lse_d, grad_out_d))
+    out_d, saved_d = attention_cuda.forward(q_d, k_d, v_d, bias_d, case.causal, 0.4)
+    actual = (out_d, *attention_cuda.backward(saved_d, grad_out_d))
     for name, a, e in zip(("out", "dq", "dk", "dv"), actual, expected):
         a = DEVICE.to_host(a)
         assert np.all(np.isfinite(a)), name

@@ -1,4 +1,4 @@
-"""The Numba GELU and LayerNorm kernels against their references (the ops' array code)."""
+"""The Numba GELU and LayerNorm kernels against their reference, kernels/norm_act_reference.py."""
 
 import numpy as np
 from hypothesis import given
@@ -7,8 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinyllm as tl
 import tinyllm.nn.functional as F
-from tinyllm.kernels import norm_act_cpu, use
-from tinyllm.kernels.registry import use_norm_act_kernel
+from tinyllm.kernels import choose, norm_act_cpu, norm_act_reference, use
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=70)
 
@@ -48,14 +47,22 @@ def test_layer_norm_kernel_matches_the_reference(shape, data):
 
 
 def test_the_kernels_run_only_where_they_apply():
-    assert use_norm_act_kernel(np.zeros((2, 3), np.float32))
-    assert not use_norm_act_kernel(np.zeros((2, 3), np.float64))  # float64 keeps the exact erf
-    assert not use_norm_act_kernel(np.zeros((3, 2), np.float32).T)  # not C-contiguous
+    assert choose("norm_act", np.zeros((2, 3), np.float32)) is norm_act_cpu
+    assert choose("norm_act", np.zeros((3, 2), np.float32).T) is norm_act_cpu  # strided views too
+    assert choose("norm_act", np.zeros((2, 3), np.float64)) is norm_act_reference  # float64 keeps the exact erf
+    mixed = (np.zeros((2, 3), np.float32), np.zeros(3, np.float64), np.zeros(3, np.float32))
+    assert choose("norm_act", *mixed) is norm_act_reference
     with use(norm_act="reference"):
-        assert not use_norm_act_kernel(np.zeros((2, 3), np.float32))
+        assert choose("norm_act", np.zeros((2, 3), np.float32)) is norm_act_reference
+
+
+def test_layer_norm_kernel_takes_a_strided_input():
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32).T  # (4, 6), not contiguous
+    weight, bias = np.linspace(0.5, 1.5, 6, dtype=np.float32), np.zeros(6, np.float32)
+    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w, b, 1e-5), [x, weight, bias], atol=2e-5)
 
 
 def test_gelu_kernel_is_the_exact_erf_form():
     x = np.linspace(-5, 5, 1001, dtype=np.float32)
     exact = np.array([0.5 * v * (1 + __import__("math").erf(v / np.sqrt(2))) for v in x.astype(np.float64)])
-    np.testing.assert_allclose(norm_act_cpu.gelu_forward(x), exact, atol=2e-6)
+    np.testing.assert_allclose(norm_act_cpu.gelu_forward(x)[0], exact, atol=2e-6)

@@ -1,16 +1,33 @@
-"""Kernels: the array-level implementations behind attention and matmul, selectable by name.
+"""Kernels: the array-level implementations behind attention, matmul, GELU and LayerNorm.
 
 Kernels sit between the backend and autograd: they take and return raw arrays (never Tensors).
-Each kernel comes in a pair, a plain array-level reference and a compiled version:
+Each kernel family comes as a plain array-level reference and compiled versions of it:
 
-| op        | reference                           | CPU (Numba)      | GPU (numba.cuda)  |
-|-----------|-------------------------------------|------------------|-------------------|
-| attention | attention_reference (any backend)   | attention_cpu    | attention_cuda    |
-| matmul    | `xp.matmul` (BLAS, any backend)     | matmul_cpu       | matmul_cuda       |
+| family    | reference                          | CPU (Numba)      | GPU (numba.cuda)  |
+|-----------|------------------------------------|------------------|-------------------|
+| attention | attention_reference (any backend)  | attention_cpu    | attention_cuda    |
+| matmul    | matmul_blas (`xp.matmul`, BLAS)    | matmul_cpu       | matmul_cuda       |
+| norm_act  | norm_act_reference (any backend)   | norm_act_cpu     |                   |
 
-Which one runs is chosen per call by `registry` ("auto": the fastest that supports the arrays)
-and can be forced with `tinyllm.kernels.use(attention="reference", matmul="numba")`, globally or
-as a context manager. numba.cuda is imported only when a CUDA kernel is used.
+The protocol, the same for every family: the modules of a family have the same functions; a
+`forward`-like function returns `(out, saved)` and its `backward` takes `(saved, grad)` and
+returns the input gradients, `saved` being whatever that module needs and nobody else reads. An
+op (in tinyllm/ops) calls `choose(family, *arrays)` once in its Function's forward and keeps the
+module on the Function, so backward always runs the module that ran forward:
+
+    class GeluErf(Function):
+        def forward(self, a):
+            self.kernel = kernels.choose("norm_act", a)
+            out, self.saved = self.kernel.gelu_forward(a)
+            return out
+
+        def backward(self, grad):
+            return self.kernel.gelu_backward(self.saved, grad)
+
+A compiled module declares `DEVICE` and `DTYPES`, what it may be forced onto. Which one runs is
+chosen per call by `registry.choose` ("auto": the fastest that supports the arrays) and can be
+forced with `tinyllm.kernels.use(attention="reference", matmul="numba")`, globally or as a
+context manager. numba.cuda is imported only when a CUDA kernel runs.
 """
 
 import os
@@ -25,13 +42,6 @@ import numba
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from tinyllm.kernels.registry import (  # noqa: E402
-    ATTENTION_KERNELS,
-    MATMUL_KERNELS,
-    attention_kernel,
-    matmul,
-    selected,
-    use,
-)
+from tinyllm.kernels.registry import FAMILIES, choose, selected, use  # noqa: E402
 
-__all__ = ["ATTENTION_KERNELS", "MATMUL_KERNELS", "attention_kernel", "matmul", "selected", "use"]
+__all__ = ["FAMILIES", "choose", "selected", "use"]

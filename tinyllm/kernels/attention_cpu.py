@@ -34,6 +34,8 @@ from numba import njit, prange
 
 from tinyllm.backend import np
 
+DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
+
 BLOCK = 64
 # no "ninf": masked scores are -inf and must compare as such
 _FAST = {"nnan", "nsz", "contract", "reassoc", "arcp"}
@@ -282,7 +284,8 @@ def _int_like(dtype):
 
 
 def forward(q, k, v, bias, causal: bool, scale: float):
-    """Return (out (B, H, Tq, D), lse (B*H, padded Tq)); see attention_reference for the semantics."""
+    """Return (out (B, H, Tq, D), saved): the inputs, out and the log-sum-exp per row (B*H, padded
+    Tq) that backward needs; see attention_reference for the semantics."""
     dtype = np.dtype(q.dtype)
     t_q, t_k = q.shape[2], k.shape[2]
     qb = _blocked(q, _block_size(t_q), dtype)
@@ -293,11 +296,13 @@ def forward(q, k, v, bias, causal: bool, scale: float):
     args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q.shape[1])
     with _blas_single_thread():
         _forward(qb, kb, vb, *args, _constants(dtype), _int_like(dtype), out, lse)
-    return _unblocked(out, q.shape), lse
+    out = _unblocked(out, q.shape)
+    return out, (q, k, v, bias, causal, scale, out, lse)
 
 
-def backward(q, k, v, bias, causal: bool, scale: float, out, lse, grad_out):
-    """Return (dq, dk, dv) (shapes of q, k, v) from the saved output and log-sum-exp."""
+def backward(saved, grad_out):
+    """Return (dq, dk, dv) (shapes of q, k, v) from the saved inputs, output and log-sum-exp."""
+    q, k, v, bias, causal, scale, out, lse = saved
     dtype = np.dtype(q.dtype)
     t_q, t_k = q.shape[2], k.shape[2]
     qb = _blocked(q, _block_size(t_q), dtype)

@@ -22,6 +22,7 @@ import math
 from tinyllm.backend import backend_of
 from tinyllm.errors import ShapeError
 
+DEVICE, DTYPES = "cuda", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 MAX_DEPTH = 128
 ROWS_PER_BLOCK = 32  # threads per block (capped by T for tiny inputs)
 _KERNELS: dict[str, tuple] = {}
@@ -235,7 +236,8 @@ def _prepare(q, k, v, bias):
 
 
 def forward(q, k, v, bias, causal: bool, scale: float):
-    """Return (out (B, H, Tq, D), lse (B*H, Tq)); see attention_reference for the semantics."""
+    """Return (out (B, H, Tq, D), saved): the inputs, out and the log-sum-exp per row (B*H, Tq)
+    that backward needs; see attention_reference for the semantics."""
     xp, dtype_name, q3, k3, v3, bias4 = _prepare(q, k, v, bias)
     forward_kernel, _, _ = _kernels(dtype_name)
     out = xp.empty_like(q3)
@@ -243,11 +245,13 @@ def forward(q, k, v, bias, causal: bool, scale: float):
     grid, threads = _launch(q3.shape[1], q3.shape[0])
     scale = q3.dtype.type(scale)
     forward_kernel[grid, threads](q3, k3, v3, bias4, bias is not None, bool(causal), scale, q.shape[1], out, lse)
-    return out.reshape(q.shape), lse
+    out = out.reshape(q.shape)
+    return out, (q, k, v, bias, causal, scale, out, lse)
 
 
-def backward(q, k, v, bias, causal: bool, scale: float, out, lse, grad_out):
-    """Return (dq, dk, dv) (shapes of q, k, v) from the saved output and log-sum-exp."""
+def backward(saved, grad_out):
+    """Return (dq, dk, dv) (shapes of q, k, v) from the saved inputs, output and log-sum-exp."""
+    q, k, v, bias, causal, scale, out, lse = saved
     xp, dtype_name, q3, k3, v3, bias4 = _prepare(q, k, v, bias)
     _, grad_q_kernel, grad_kv_kernel = _kernels(dtype_name)
     grad_out3 = xp.ascontiguousarray(grad_out.astype(q3.dtype)).reshape(q3.shape)

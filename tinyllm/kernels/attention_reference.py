@@ -46,18 +46,19 @@ def _probabilities(xp, q, k, bias, causal: bool, scale: float):
 
 
 def forward(q, k, v, bias, causal: bool, scale: float):
-    """Return (out (B, H, Tq, D), probabilities (B, H, Tq, Tk) saved for backward)."""
+    """Return (out (B, H, Tq, D), saved): saved holds the probabilities (B, H, Tq, Tk) for backward."""
     xp = backend_of(q).xp
     probs = _probabilities(xp, q, k, bias, causal, scale)
-    return xp.matmul(probs, v), probs
+    return xp.matmul(probs, v), (q, k, v, probs, scale)
 
 
-def backward(q, k, v, bias, causal: bool, scale: float, out, probs, grad_out):
+def backward(saved, grad_out):
     """Return (dq, dk, dv) for d loss / d out = grad_out, from the saved probabilities.
 
     With P the probabilities and dO = grad_out: dV = P^T dO, dP = dO V^T, and through the softmax
     dS = P * (dP - rowsum(dP * P)); then dQ = dS K * scale and dK = dS^T Q * scale.
     """
+    q, k, v, probs, scale = saved
     xp = backend_of(q).xp
     probs_t = xp.permute_dims(probs, (0, 1, 3, 2))  # (B, H, Tk, Tq)
     grad_v = xp.matmul(probs_t, grad_out)  # (B, H, Tk, D)

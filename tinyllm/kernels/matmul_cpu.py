@@ -24,6 +24,9 @@ from __future__ import annotations
 from numba import njit, prange
 
 from tinyllm.backend import np
+from tinyllm.kernels.matmul_blas import batched
+
+DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
 PANEL_ROWS = 64
 INNER_BLOCK = 512
@@ -130,3 +133,8 @@ def matmul_2d(a, b):
     elif c.size:
         _matmul_nt(a, bt, c)
     return c
+
+
+def matmul(a, b):
+    """Return a @ b for (..., n, k) @ (..., k, m), batch axes broadcast, one 2-d product each."""
+    return batched(matmul_2d, a, b)

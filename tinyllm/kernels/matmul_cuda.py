@@ -13,7 +13,9 @@ arrays (or NumPy arrays under NUMBA_ENABLE_CUDASIM=1); numba.cuda is imported on
 from __future__ import annotations
 
 from tinyllm.backend import backend_of
+from tinyllm.kernels.matmul_blas import batched
 
+DEVICE, DTYPES = "cuda", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 TILE = 16
 _KERNELS: dict[str, object] = {}
 cuda = None  # numba.cuda, imported by the first _build; a module global, which the simulator swaps
@@ -60,3 +62,8 @@ def matmul_2d(a, b):
     grid = ((b.shape[1] + TILE - 1) // TILE, (a.shape[0] + TILE - 1) // TILE)
     _KERNELS[dtype_name][grid, (TILE, TILE)](xp.ascontiguousarray(a), xp.ascontiguousarray(b), c)
     return c
+
+
+def matmul(a, b):
+    """Return a @ b for (..., n, k) @ (..., k, m), batch axes broadcast, one 2-d product each."""
+    return batched(matmul_2d, a, b)

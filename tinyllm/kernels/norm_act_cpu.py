@@ -1,8 +1,7 @@
 """One-pass Numba kernels for the exact GELU and LayerNorm, float32 on the CPU.
 
-Their references are the array code of `ops/activations.py` (GeluErf) and
-`ops/normalization.py` (LayerNorm), which run everywhere else (float64, CuPy, the strict device)
-and when `tinyllm.kernels.use(norm_act="reference")` is set. Array code makes one pass over
+Their reference is `norm_act_reference`, which runs everywhere else (float64, CuPy, the strict
+device) and when `tinyllm.kernels.use(norm_act="reference")` is set; both have the same functions. Array code makes one pass over
 memory per NumPy call (a GELU backward is ~8 of them, each allocating); these kernels read the
 input once and keep everything else in registers. They run on one thread: Numba's thread pool
 waking beside OpenBLAS's made the GPT training step three times slower when they were parallel.
@@ -19,6 +18,8 @@ from numba import njit, vectorize
 
 from tinyllm.backend import np
 from tinyllm.backend.numpy_backend import _ERF_P, _ERF_Q
+
+DEVICE, DTYPES = "cpu", ("float32",)  # what `kernels.use` may force this kernel onto
 
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -49,12 +50,12 @@ def _gelu_backward(x, grad, gauss):
 
 
 def gelu_forward(x):
-    """Return gelu(x) = x * Phi(x) for a float32 array."""
-    return _gelu_forward(x)
+    """Return (gelu(x) = x * Phi(x), saved) for a float32 array; saved is x alone."""
+    return _gelu_forward(x), x
 
 
 def gelu_backward(x, grad):
-    """Return grad * gelu'(x) = grad * (Phi(x) + x * phi(x))."""
+    """Return grad * gelu'(x) = grad * (Phi(x) + x * phi(x)), x the saved input."""
     # exp(-x^2/2) by NumPy, whose exp is vectorized (a scalar libm call inside the kernel is 4x slower)
     return _gelu_backward(x, grad, np.exp(x * x * np.float32(-0.5)))
 
@@ -96,18 +97,21 @@ def _layer_norm_backward(grad, x_hat, inv_std, weight, grad_x):
 
 
 def layer_norm_forward(x, weight, bias, eps: float):
-    """Return (out, x_hat, inv_std) of LayerNorm over the last axis: out and x_hat of x's shape,
-    inv_std (rows,) = 1 / sqrt(var + eps) per row."""
-    x2 = x.reshape(-1, x.shape[-1])
+    """Return (out, saved) of LayerNorm over the last axis: out of x's shape; saved holds x_hat
+    (rows, C), inv_std (rows,) = 1 / sqrt(var + eps) per row, and the weight."""
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     out, x_hat = np.empty_like(x2), np.empty_like(x2)
     inv_std = np.empty(x2.shape[0], dtype=x.dtype)
     _layer_norm_forward(x2, weight, bias, np.float32(eps), out, x_hat, inv_std)
-    return out.reshape(x.shape), x_hat.reshape(x.shape), inv_std
+    return out.reshape(x.shape), (x_hat, inv_std, weight)
 
 
-def layer_norm_backward(grad, x_hat, inv_std, weight):
-    """Return d loss / d x of LayerNorm from the upstream grad and the saved x_hat and inv_std."""
+def layer_norm_backward(saved, grad):
+    """Return (grad_x, grad_weight, grad_bias) of LayerNorm from the saved x_hat, inv_std, weight."""
+    x_hat, inv_std, weight = saved
     g2 = np.ascontiguousarray(grad).reshape(-1, grad.shape[-1])
     grad_x = np.empty_like(g2)
-    _layer_norm_backward(g2, x_hat.reshape(g2.shape), inv_std, np.ascontiguousarray(weight), grad_x)
-    return grad_x.reshape(grad.shape)
+    _layer_norm_backward(g2, x_hat, inv_std, np.ascontiguousarray(weight), grad_x)
+    grad_weight = np.sum(g2 * x_hat, axis=0)
+    grad_bias = np.sum(g2, axis=0)
+    return grad_x.reshape(grad.shape), grad_weight, grad_bias

@@ -13,13 +13,10 @@ from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
 from tinyllm.errors import ShapeError
-from tinyllm.kernels import norm_act_cpu
-from tinyllm.kernels.registry import use_norm_act_kernel
+from tinyllm.kernels import choose
 from tinyllm.ops.elementwise import mul
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class Relu(Function):
@@ -32,20 +29,15 @@ class Relu(Function):
 
 
 class GeluErf(Function):
-    """gelu(x) = x * Phi(x), Phi the standard normal CDF."""
+    """gelu(x) = x * Phi(x), Phi the standard normal CDF; the math is in kernels/norm_act_reference.py."""
 
     def forward(self, a):
-        self.a = a
-        if use_norm_act_kernel(a):  # one Numba pass instead of the array code below
-            return norm_act_cpu.gelu_forward(a)
-        self.cdf = 0.5 * (1 + self.backend.erf(a * _INV_SQRT_2))
-        return a * self.cdf
+        self.kernel = choose("norm_act", a)
+        out, self.saved = self.kernel.gelu_forward(a)
+        return out
 
     def backward(self, grad):
-        if use_norm_act_kernel(self.a) and not hasattr(self, "cdf"):
-            return norm_act_cpu.gelu_backward(self.a, grad)
-        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * self.a * self.a)
-        return grad * (self.cdf + self.a * pdf)
+        return self.kernel.gelu_backward(self.saved, grad)
 
 
 class GeluTanh(Function):

@@ -20,21 +20,20 @@ from tinyllm.autograd.function import Function
 from tinyllm.autograd.grad_mode import is_grad_enabled
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import DTypeError, ShapeError
-from tinyllm.kernels import attention_kernel
+from tinyllm.kernels import choose
 from tinyllm.kernels.attention_reference import mask_to_bias
 
 
 class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, bias=None, causal=False, scale=1.0, save=True):
-        kernel = attention_kernel(q, k)
-        out, saved = kernel.forward(q, k, v, bias, causal, scale)
-        if save:
-            self.kernel = kernel
-            self.saved = (q, k, v, bias, causal, scale, out, saved)
+        self.kernel = choose("attention", q, k)
+        out, saved = self.kernel.forward(q, k, v, bias, causal, scale)
+        if save:  # without a graph, nothing is kept (the reference's saved holds the T x T probabilities)
+            self.saved = saved
         return out
 
     def backward(self, grad):
-        return self.kernel.backward(*self.saved, grad)
+        return self.kernel.backward(self.saved, grad)
 
 
 def _check_mask(mask: Tensor, target: tuple) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import ShapeError
-from tinyllm.kernels import matmul as kernel_matmul
+from tinyllm.kernels import choose
 from tinyllm.ops.shape import squeeze, unsqueeze
 
 
@@ -29,18 +29,19 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.a, self.b = a, b
+        self.kernel = kernel = choose("matmul", a, b)
         if b.ndim == 2 and a.ndim > 2:
-            return self.xp.reshape(kernel_matmul(_rows(self.xp, a), b), a.shape[:-1] + (b.shape[1],))
-        return kernel_matmul(a, b)
+            return self.xp.reshape(kernel.matmul(_rows(self.xp, a), b), a.shape[:-1] + (b.shape[1],))
+        return kernel.matmul(a, b)
 
     def backward(self, grad):
         xp = self.xp
-        a, b = self.a, self.b
-        grad_a = kernel_matmul(grad, _swap_last(xp, b))
+        a, b, kernel = self.a, self.b, self.kernel
+        grad_a = kernel.matmul(grad, _swap_last(xp, b))
         if b.ndim == 2 and a.ndim > 2:
-            return grad_a, kernel_matmul(_swap_last(xp, _rows(xp, a)), _rows(xp, grad))
+            return grad_a, kernel.matmul(_swap_last(xp, _rows(xp, a)), _rows(xp, grad))
         # broadcast batch axes are summed back by sum_to
-        return grad_a, kernel_matmul(_swap_last(xp, a), grad)
+        return grad_a, kernel.matmul(_swap_last(xp, a), grad)
 
 
 class Linear(Function):
@@ -53,7 +54,8 @@ class Linear(Function):
     def forward(self, x, w, bias=None):
         xp = self.xp
         self.x, self.w, self.has_bias = x, w, bias is not None
-        out = kernel_matmul(_rows(xp, x), _swap_last(xp, w))  # (rows, out)
+        self.kernel = choose("matmul", x, w)
+        out = self.kernel.matmul(_rows(xp, x), _swap_last(xp, w))  # (rows, out)
         if bias is not None:
             out = out + bias
         return xp.reshape(out, x.shape[:-1] + (w.shape[0],))
@@ -61,8 +63,8 @@ class Linear(Function):
     def backward(self, grad):
         xp = self.xp
         grad_rows = _rows(xp, grad)  # (rows, out)
-        grad_x = xp.reshape(kernel_matmul(grad_rows, self.w), self.x.shape)
-        grad_w = kernel_matmul(_swap_last(xp, grad_rows), _rows(xp, self.x))  # (out, in)
+        grad_x = xp.reshape(self.kernel.matmul(grad_rows, self.w), self.x.shape)
+        grad_w = self.kernel.matmul(_swap_last(xp, grad_rows), _rows(xp, self.x))  # (out, in)
         if not self.has_bias:
             return grad_x, grad_w
         return grad_x, grad_w, xp.sum(grad_rows, axis=0)
