@@ -9,6 +9,8 @@ y.backward()
 x.grad
 """
 
+# reachable as attributes after `import tinyllm`, as torch.nn, torch.optim and torch.utils are
+from tinyllm import nn, optim, utils  # noqa: E402, I001
 from tinyllm.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 from tinyllm.autograd.gradcheck import gradcheck
 from tinyllm.backend import cuda_is_available, default_device
@@ -53,6 +55,6 @@ __all__ = [
     "GraphError", "OutOfRangeError", "ShapeError", "Tensor", "TinyLLMError", "TokenizerError",
     "arange", "bool_", "cat", "concatenate", "cuda_is_available", "default_device", "enable_grad",
     "float16", "float32", "float64", "full", "gradcheck", "int32", "int64", "is_grad_enabled",
-    "manual_seed", "no_grad", "ones", "ones_like", "rand", "randn", "stack", "tensor", "tril",
+    "manual_seed", "nn", "no_grad", "optim", "utils", "ones", "ones_like", "rand", "randn", "stack", "tensor", "tril",
     "triu", "where", "zeros", "zeros_like",
 ]  # fmt: skip
