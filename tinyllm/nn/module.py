@@ -17,7 +17,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data, requires_grad: bool = True):
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        super().__init__(data.array if isinstance(data, Tensor) else data, requires_grad=requires_grad)
         if isinstance(data, Tensor):
             self._backend = data._backend
 
@@ -116,7 +116,7 @@ class Module:
                 raise ShapeError(
                     f"parameter {name}: checkpoint shape {tuple(value.shape)} != model shape {param.shape}"
                 )
-            param.data = param._backend.from_host(value.astype(param.numpy().dtype))
+            param.array = param._backend.from_host(value.astype(param.numpy().dtype))
 
     def extra_repr(self) -> str:
         return ""

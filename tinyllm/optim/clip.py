@@ -13,10 +13,10 @@ def clip_grad_norm(parameters, max_norm: float, eps: float = 1e-6) -> float:
     grads = [p.grad for p in parameters]
     if not grads:
         return 0.0
-    squares = sum(float(g._backend.xp.sum(g.data * g.data)) for g in grads)
+    squares = sum(float(g._backend.xp.sum(g.array * g.array)) for g in grads)
     total_norm = math.sqrt(squares)
     scale = max_norm / (total_norm + eps)
     if scale < 1.0:
         for p in parameters:
-            p.grad = Tensor._wrap(p.grad.data * scale, p.grad._backend, False, None)
+            p.grad = Tensor._wrap(p.grad.array * scale, p.grad._backend, False, None)
     return total_norm

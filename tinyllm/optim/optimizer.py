@@ -1,6 +1,6 @@
 """`Optimizer`: parameter groups, per-parameter state, and a state dict that checkpoints can store.
 
-Updates work on raw backend arrays (`param.data`, `param.grad.data`) outside autograd. Each
+Updates work on raw backend arrays (`param.array`, `param.grad.array`) outside autograd. Each
 parameter's state (moments, its step count) is keyed by the parameter's index across all groups,
 as in PyTorch, so a state dict needs no object identities and maps onto a rebuilt model.
 """
@@ -39,7 +39,7 @@ class Optimizer:
         """Update every parameter that has a gradient, once."""
         for index, param, group in self._indexed():
             if param.grad is not None:
-                self._update(param, param.grad.data, self.state.setdefault(index, {}), group)
+                self._update(param, param.grad.array, self.state.setdefault(index, {}), group)
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         raise NotImplementedError
