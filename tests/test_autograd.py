@@ -95,7 +95,7 @@ def test_random_graphs_with_shared_nodes_match_pytorch(steps):
 def saved_arrays_of_graph(root: tl.Tensor, leaves: list[tl.Tensor]) -> list[weakref.ref]:
     """Return weak references to every array a Function of root's graph saved for backward,
     except the leaves' own data (which the leaves keep alive)."""
-    leaf_ids = {id(t.data) for t in leaves}
+    leaf_ids = {id(t.array) for t in leaves}
     refs, stack, seen = [], [root], set()
     while stack:
         node = stack.pop()

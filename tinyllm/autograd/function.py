@@ -41,7 +41,7 @@ class Function:
                     f"{cls.__name__}: tensors on different devices "
                     f"({backend.name!r} and {t._backend.name!r}); move them with .to(device)"
                 )
-            arrays.append(t.data)
+            arrays.append(t.array)
             any_requires_grad = any_requires_grad or t.requires_grad
         out = fn.forward(*arrays, **params)
         if any_requires_grad and _GradMode.enabled:
@@ -118,8 +118,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         for parent, parent_grad in zip(fn.inputs, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
-            if parent_grad.shape != parent.data.shape:
-                parent_grad = sum_to(xp, parent_grad, parent.data.shape)
+            if parent_grad.shape != parent.array.shape:
+                parent_grad = sum_to(xp, parent_grad, parent.array.shape)
             key = id(parent)
             previous = grads.get(key)
             grads[key] = parent_grad if previous is None else previous + parent_grad

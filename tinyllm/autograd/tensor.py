@@ -11,18 +11,18 @@ then the second call adds its gradients to `.grad` again (gradients accumulate, 
 from __future__ import annotations
 
 from tinyllm.backend import FLOAT_DTYPES, Backend, backend_of, get_backend, np
-from tinyllm.errors import DTypeError, GraphError, ShapeError
+from tinyllm.errors import DeviceError, DTypeError, GraphError, ShapeError
 
 
 class Tensor:
     """An n-d array on a device that can record the operations applied to it."""
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "__weakref__")
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, data, dtype=None, device: str | None = None, requires_grad: bool = False):
         backend, array = _to_array(data, dtype, device)
-        self.data = array
+        self.array = array
         self._backend = backend
         self.grad = None
         self.grad_fn = None
@@ -35,7 +35,7 @@ class Tensor:
     def _wrap(array, backend: Backend, requires_grad: bool, grad_fn) -> Tensor:
         """Return a Tensor around a raw array without copying or checking (the op fast path)."""
         t = object.__new__(Tensor)
-        t.data = array
+        t.array = array
         t._backend = backend
         t.requires_grad = requires_grad
         t.grad = None
@@ -46,20 +46,36 @@ class Tensor:
     # -- properties -----------------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self) -> str:
         """The dtype name: "float32", "float64", "int64", "bool", ... (compare with tl.float32)."""
-        return self._backend.dtype_name(self.data)
+        return self._backend.dtype_name(self.array)
 
     @property
     def device(self) -> str:
         return self._backend.name
+
+    @property
+    def data(self) -> Tensor:
+        """A tensor sharing this one's storage, outside the graph (PyTorch's `.data`).
+
+        Writes through it are invisible to autograd; `.array` is the raw backend array.
+        """
+        return Tensor._wrap(self.array, self._backend, False, None)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise DTypeError(f".data must be set to a Tensor, got {type(value).__name__}")
+        if value._backend is not self._backend:
+            raise DeviceError(f".data: a tensor on {value.device!r} cannot replace one on {self.device!r}")
+        self.array = value.array
 
     @property
     def is_leaf(self) -> bool:
@@ -70,14 +86,14 @@ class Tensor:
 
     def numel(self) -> int:
         n = 1
-        for d in self.data.shape:
+        for d in self.array.shape:
             n *= d
         return n
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise ShapeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -105,9 +121,9 @@ class Tensor:
                     f"backward() on a non-scalar tensor of shape {self.shape} needs a gradient "
                     "argument of the same shape"
                 )
-            grad = self._backend.xp.ones(self.data.shape, dtype=self.data.dtype)
+            grad = self._backend.xp.ones(self.array.shape, dtype=self.array.dtype)
         else:
-            grad = gradient.data if isinstance(gradient, Tensor) else self._backend.asarray(gradient)
+            grad = gradient.array if isinstance(gradient, Tensor) else self._backend.asarray(gradient)
             if tuple(grad.shape) != self.shape:
                 raise ShapeError(f"backward(): gradient shape {tuple(grad.shape)} != tensor shape {self.shape}")
         from tinyllm.autograd.function import run_backward
@@ -115,23 +131,23 @@ class Tensor:
         run_backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate(self, grad) -> None:
-        if grad.dtype != self.data.dtype:  # a float64 op downstream of a float32 leaf
-            grad = self._backend.xp.astype(grad, self.data.dtype)
+        if grad.dtype != self.array.dtype:  # a float64 op downstream of a float32 leaf
+            grad = self._backend.xp.astype(grad, self.array.dtype)
         if self.grad is None:
             self.grad = Tensor._wrap(self._backend.xp.asarray(grad, copy=True), self._backend, False, None)
         else:
-            self.grad = Tensor._wrap(self.grad.data + grad, self._backend, False, None)
+            self.grad = Tensor._wrap(self.grad.array + grad, self._backend, False, None)
 
     def detach(self) -> Tensor:
         """Return a tensor sharing this data, cut from the graph."""
-        return Tensor._wrap(self.data, self._backend, False, None)
+        return Tensor._wrap(self.array, self._backend, False, None)
 
     # -- conversion -----------------------------------------------------------------------------
     def numpy(self):
         """Return the data as a NumPy array on the host (a copy for device arrays)."""
         if self.requires_grad:
-            return self._backend.to_host(self.detach().data)
-        return self._backend.to_host(self.data)
+            return self._backend.to_host(self.detach().array)
+        return self._backend.to_host(self.array)
 
     def tolist(self):
         return self.numpy().tolist()
@@ -236,8 +252,8 @@ class Tensor:
         """Write into the data in place; allowed only on tensors outside any graph."""
         if self.requires_grad or self.grad_fn is not None:
             raise GraphError("in-place assignment into a tensor that requires grad would break autograd")
-        value = value.data if isinstance(value, Tensor) else value
-        self.data[_ops.raw_index(index, self._backend)] = value
+        value = value.array if isinstance(value, Tensor) else value
+        self.array[_ops.raw_index(index, self._backend)] = value
 
     # -- methods mirroring the functional ops ---------------------------------------------------
     def exp(self):
@@ -328,7 +344,7 @@ def _to_array(data, dtype, device):
     """Return (backend, array) for tl.tensor's arguments, with PyTorch's dtype defaults."""
     dtype = None if dtype is None else str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if device is not None:
         backend = get_backend(device)
     else:

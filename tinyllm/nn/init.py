@@ -47,7 +47,7 @@ def _fan(tensor: Tensor, mode: str) -> int:
 def _fill(tensor: Tensor, host) -> Tensor:
     """Write the host array into tensor in place (no graph records it); return tensor."""
     with no_grad():
-        tensor.data = tensor._backend.from_host(np.ascontiguousarray(host, dtype=tensor.numpy().dtype))
+        tensor.array = tensor._backend.from_host(np.ascontiguousarray(host, dtype=tensor.numpy().dtype))
     return tensor
 
 

@@ -32,7 +32,7 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad: bool = True):
         if data is None:
             data = np.zeros((0,), dtype=np.float32)
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        super().__init__(data.array if isinstance(data, Tensor) else data, requires_grad=requires_grad)
         if isinstance(data, Tensor):
             self._backend = data._backend
 
@@ -307,7 +307,7 @@ class Module:
             host = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
             if tuple(host.shape) != tensor.shape:
                 raise ShapeError(f"{name}: state dict shape {tuple(host.shape)} != model shape {tensor.shape}")
-            tensor.data = tensor._backend.from_host(np.ascontiguousarray(host, dtype=tensor.numpy().dtype))
+            tensor.array = tensor._backend.from_host(np.ascontiguousarray(host, dtype=tensor.numpy().dtype))
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:

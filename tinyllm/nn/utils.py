@@ -32,9 +32,9 @@ def clip_grad_norm_(
     if not grads:
         return make_tensor(0.0)
     if math.isinf(norm_type):
-        total = max(float(g._backend.xp.max(g._backend.xp.abs(g.data))) for g in grads if g.numel())
+        total = max(float(g._backend.xp.max(g._backend.xp.abs(g.array))) for g in grads if g.numel())
     else:
-        sums = [float(g._backend.xp.sum(g._backend.xp.abs(g.data) ** norm_type)) for g in grads]
+        sums = [float(g._backend.xp.sum(g._backend.xp.abs(g.array) ** norm_type)) for g in grads]
         total = math.fsum(sums) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise GraphError(f"the total gradient norm is {total}; clip_grad_norm_(error_if_nonfinite=True) refuses it")
@@ -44,6 +44,6 @@ def clip_grad_norm_(
             if p.grad is not None:
                 xp = p.grad._backend.xp
                 p.grad = Tensor._wrap(
-                    p.grad.data * xp.asarray(coefficient, dtype=p.grad.data.dtype), p.grad._backend, False, None
+                    p.grad.array * xp.asarray(coefficient, dtype=p.grad.array.dtype), p.grad._backend, False, None
                 )
     return make_tensor(total)

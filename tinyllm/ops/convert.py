@@ -45,7 +45,7 @@ def _raw_index_part(part, backend):
     if isinstance(part, Tensor):
         if backend is not None and part._backend is not backend:
             raise DeviceError(f"an index tensor on device {part.device!r} cannot index a tensor on {backend.name!r}")
-        return part.data
+        return part.array
     if isinstance(part, list):
         return (backend or get_backend(None)).asarray(part)
     if isinstance(part, numbers.Integral):
@@ -135,5 +135,5 @@ def to_device(t: Tensor, device: str) -> Tensor:
     target = get_backend(device)
     if target is t._backend:
         return t
-    array = target.from_host(t._backend.to_host(t.detach().data))
+    array = target.from_host(t._backend.to_host(t.detach().array))
     return Tensor._wrap(array, target, False, None).requires_grad_(t.requires_grad)

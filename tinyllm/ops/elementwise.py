@@ -15,8 +15,8 @@ from tinyllm.ops.convert import as_tensor
 def _pair(a, b) -> tuple[Tensor, Tensor]:
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
-            if a.data.shape != b.data.shape:
-                _check_broadcastable(a.data.shape, b.data.shape)
+            if a.array.shape != b.array.shape:
+                _check_broadcastable(a.array.shape, b.array.shape)
             return a, b
         return a, as_tensor(b, a)
     return as_tensor(a, b), b
@@ -263,8 +263,8 @@ def where(condition: Tensor, a, b) -> Tensor:
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = as_tensor(float(a), like.float() if condition is like else like)
     a, b = _pair(a, b)
-    _check_broadcastable(condition.data.shape, a.data.shape)
-    _check_broadcastable(condition.data.shape, b.data.shape)
+    _check_broadcastable(condition.array.shape, a.array.shape)
+    _check_broadcastable(condition.array.shape, b.array.shape)
     return Where.apply(a, b, condition)
 
 
@@ -281,7 +281,7 @@ def masked_fill(a: Tensor, mask: Tensor, value: float) -> Tensor:
 # -- comparisons (no gradient) ------------------------------------------------------------------
 def _compare(a, b, name: str) -> Tensor:
     a, b = _pair(a, b)
-    out = getattr(a._backend.xp, name)(a.data, b.data)
+    out = getattr(a._backend.xp, name)(a.array, b.array)
     return Tensor._wrap(out, a._backend, False, None)
 
 
@@ -310,4 +310,4 @@ def ge(a, b) -> Tensor:
 
 
 def logical_not(a: Tensor) -> Tensor:
-    return Tensor._wrap(a._backend.xp.logical_not(a.data), a._backend, False, None)
+    return Tensor._wrap(a._backend.xp.logical_not(a.array), a._backend, False, None)

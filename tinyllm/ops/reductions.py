@@ -88,7 +88,7 @@ def logsumexp(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     shift = max(a, axis, keepdims=True).detach()
     xp = a._backend.xp
     # a row of -inf has no finite maximum to subtract: shift it by 0 and its result is -inf
-    shift.data = xp.where(xp.isfinite(shift.data), shift.data, xp.zeros_like(shift.data))
+    shift.array = xp.where(xp.isfinite(shift.array), shift.array, xp.zeros_like(shift.array))
     out = log(sum(exp(sub(a, shift)), axis, keepdims=True)) + shift
     if keepdims:
         return out
@@ -98,6 +98,6 @@ def logsumexp(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
 def argmax(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     """Return the index of the maximum along axis (over the flattened tensor when None)."""
     xp = a._backend.xp
-    data = a.data if axis is not None else xp.reshape(a.data, (-1,))
+    data = a.array if axis is not None else xp.reshape(a.array, (-1,))
     out = xp.argmax(data, axis=axis if axis is not None else 0, keepdims=keepdims)
     return Tensor._wrap(out, a._backend, False, None)

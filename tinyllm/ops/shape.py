@@ -98,7 +98,7 @@ def _has_array(index) -> bool:
 def reshape(a: Tensor, shape) -> Tensor:
     """Return a with a new shape of the same number of elements (one entry may be -1)."""
     shape = tuple(map(int, shape))
-    size = math.prod(a.data.shape)
+    size = math.prod(a.array.shape)
     if -1 in shape:
         known = -math.prod(shape)  # the product of the other entries
         if shape.count(-1) > 1 or min(shape) < -1 or known == 0 or size % known:
@@ -106,14 +106,14 @@ def reshape(a: Tensor, shape) -> Tensor:
         shape = tuple([size // known if n == -1 else n for n in shape])
     elif math.prod(shape) != size or min(shape, default=0) < 0:
         raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
-    if shape == tuple(a.data.shape):
+    if shape == tuple(a.array.shape):
         return a
     return Reshape.apply(a, shape=shape)
 
 
 def permute(a: Tensor, axes) -> Tensor:
     """Return a with its axes reordered."""
-    ndim = a.data.ndim
+    ndim = a.array.ndim
     axes = tuple([axis % ndim for axis in axes]) if ndim else tuple(axes)
     if sorted(axes) != list(range(ndim)):
         raise ShapeError(f"permute axes {tuple(axes)} are not a permutation of {a.ndim} axes")

@@ -56,13 +56,13 @@ class AdamW(Optimizer):
         lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         if not state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(param.data)
-            state["exp_avg_sq"] = xp.zeros_like(param.data)
+            state["exp_avg"] = xp.zeros_like(param.array)
+            state["exp_avg_sq"] = xp.zeros_like(param.array)
             if group.get("amsgrad"):
-                state["max_exp_avg_sq"] = xp.zeros_like(param.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(param.array)
         state["step"] += 1
         step = state["step"]
-        data = param.data
+        data = param.array
         if weight_decay and group.get("decoupled_weight_decay", True):
             data = data * (1 - lr * weight_decay)  # decoupled: the decay never enters the moments
         elif weight_decay:
@@ -76,5 +76,5 @@ class AdamW(Optimizer):
             second_moment = exp_avg_sq
         step_size = lr / (1 - beta1**step)
         denominator = xp.sqrt(second_moment) / math.sqrt(1 - beta2**step) + eps
-        param.data = data - step_size * (exp_avg / denominator)
+        param.array = data - step_size * (exp_avg / denominator)
         state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq

@@ -2,7 +2,7 @@
 
 The constructor takes PyTorch's forms: an iterable of parameters, or of groups (dicts with
 "params" and any hyper-parameters that differ from the defaults). Updates work on raw backend
-arrays (`param.data`, `param.grad.data`) outside autograd. Each parameter's state (moments, its
+arrays (`param.array`, `param.grad.array`) outside autograd. Each parameter's state (moments, its
 step count) is keyed by the parameter's index across all groups, as in PyTorch's state dict, so a
 state dict needs no object identities and maps onto a rebuilt model.
 """
@@ -64,7 +64,7 @@ class Optimizer:
                 param.grad = None
             else:
                 param.grad = Tensor._wrap(
-                    param.grad._backend.xp.zeros_like(param.grad.data), param.grad._backend, False, None
+                    param.grad._backend.xp.zeros_like(param.grad.array), param.grad._backend, False, None
                 )
 
     def step(self, closure=None):
@@ -76,7 +76,7 @@ class Optimizer:
                 loss = closure()
         for index, param, group in self._indexed():
             if param.grad is not None:
-                grad = param.grad.data
+                grad = param.grad.array
                 if group.get("maximize"):
                     grad = -grad
                 self._update(param, grad, self.state.setdefault(index, {}), group)

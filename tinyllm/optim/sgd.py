@@ -53,7 +53,7 @@ class SGD(Optimizer):
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         if group["weight_decay"]:
-            grad = grad + group["weight_decay"] * param.data
+            grad = grad + group["weight_decay"] * param.array
         momentum = group["momentum"]
         if momentum:
             if "momentum_buffer" not in state:
@@ -62,4 +62,4 @@ class SGD(Optimizer):
                 buffer = state["momentum_buffer"] * momentum + grad * (1 - group["dampening"])
             state["momentum_buffer"] = buffer
             grad = grad + momentum * buffer if group["nesterov"] else buffer
-        param.data = param.data - group["lr"] * grad
+        param.array = param.array - group["lr"] * grad
