@@ -3,6 +3,8 @@ MultiheadAttention and the Transformer modules, the losses, F's PyTorch signatur
 clip_grad_norm_. Weights are copied from the torch module (load_state_dict), then outputs and
 gradients are compared."""
 
+# ruff: noqa: N803, N806 - L, S, N, E: the sizes of attention, as PyTorch's documentation names them
+
 from collections import OrderedDict
 
 import numpy as np
@@ -16,7 +18,6 @@ import tinyllm as tl
 import tinyllm.nn as nn
 import tinyllm.nn.functional as F
 from tinyllm.errors import ArgumentError, CheckpointError, OutOfRangeError, ShapeError, UnsupportedError
-
 
 pytestmark = pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
 
@@ -415,7 +416,7 @@ def test_cross_entropy_matches_torch(shape, options, soft):
     weight = rng.random(4).astype(np.float32) + 0.5 if options.get("weight") else None
     kwargs = {k: v for k, v in options.items() if k != "weight"}
     results = []
-    for lib, fn, make in ((tl, F.cross_entropy, tl.tensor), (torch, TF.cross_entropy, torch.tensor)):
+    for fn, make in ((F.cross_entropy, tl.tensor), (TF.cross_entropy, torch.tensor)):
         x = make(logits, requires_grad=True)
         loss = fn(x, make(target), weight=None if weight is None else make(weight), **kwargs)
         (loss * make(np.linspace(0.5, 1.5, loss.numel()).reshape(loss.shape).astype(np.float32))).sum().backward()
