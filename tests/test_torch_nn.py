@@ -163,8 +163,10 @@ def test_to_keeps_ties_and_casts_only_floats():
     m.b = nn.Linear(2, 2)
     m.b.weight = m.a.weight
     m.register_buffer("ids", tl.tensor([1, 2]))
+    weight = m.a.weight
     m.to(dtype="float64")
-    assert m.a.weight is m.b.weight and m.a.weight.dtype == "float64" and m.ids.dtype == "int64"
+    assert m.a.weight is m.b.weight is weight  # converted in place: an optimizer built before still holds it
+    assert weight.dtype == "float64" and m.ids.dtype == "int64"
 
 
 # -- containers -----------------------------------------------------------------------------------

@@ -221,21 +221,18 @@ class Module:
         return self.train(False)
 
     def _apply(self, fn: Callable[[Tensor], Tensor]) -> Module:
-        """Replace every parameter and buffer t by fn(t); tied parameters stay tied."""
-        done: dict[int, Tensor] = {}
+        """Convert every parameter and buffer t (and its gradient) to fn(t) in place: the same
+        Parameter objects stay, so ties and optimizers built before hold; return self."""
+        done: set[int] = set()
         with no_grad():
             for module in self.modules():
-                for name, param in list(module._parameters.items()):
-                    if id(param) not in done:
-                        done[id(param)] = Parameter(fn(param.detach()), param.requires_grad)
-                    object.__setattr__(module, name, done[id(param)])
-                    module._parameters[name] = done[id(param)]
-                for name, buffer in list(module._buffers.items()):
-                    if buffer is not None:
-                        if id(buffer) not in done:
-                            done[id(buffer)] = fn(buffer)
-                        module._buffers[name] = done[id(buffer)]
-                        object.__setattr__(module, name, done[id(buffer)])
+                for tensor in (*module._parameters.values(), *module._buffers.values()):
+                    if tensor is None or id(tensor) in done:
+                        continue
+                    done.add(id(tensor))
+                    _replace_storage(tensor, fn(tensor.detach()))
+                    if tensor.grad is not None:
+                        _replace_storage(tensor.grad, fn(tensor.grad))
         return self
 
     def to(self, *args, **kwargs) -> Module:
@@ -319,6 +316,11 @@ class Module:
             child = repr(module).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child}")
         return "\n".join(lines) + ("\n)" if self._modules else ")")
+
+
+def _replace_storage(tensor: Tensor, new: Tensor) -> None:
+    """Make tensor hold new's array, on new's device (the in-place half of Module.to)."""
+    tensor.array, tensor._backend = new.array, new._backend
 
 
 def _dtype_name(value) -> str | None:
