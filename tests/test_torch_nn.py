@@ -309,6 +309,12 @@ def test_multihead_attention_matches_torch(batch_first, need_weights, mask):
         assert ours_weights is None and theirs_weights is None
 
 
+@pytest.mark.parametrize("argument", [{"add_bias_kv": True}, {"add_zero_attn": True}, {"kdim": 4}])
+def test_multihead_attention_arguments_tinyllm_lacks_raise_unsupported(argument):
+    with pytest.raises(UnsupportedError, match=next(iter(argument))):
+        nn.MultiheadAttention(8, 2, **argument)
+
+
 def test_multihead_self_attention_gradients_match_torch():
     ours, theirs = nn.MultiheadAttention(8, 4), torch.nn.MultiheadAttention(8, 4)
     copy_weights(ours, theirs)
