@@ -3,6 +3,8 @@
 from tinyllm.ops import (
     abs,
     add,
+    amax,
+    amin,
     cat,
     clip,
     concatenate,
@@ -22,6 +24,7 @@ from tinyllm.ops import (
     max,
     maximum,
     mean,
+    min,
     minimum,
     mul,
     neg,
@@ -37,6 +40,7 @@ from tinyllm.ops import (
     sqrt,
     squeeze,
     stack,
+    std,
     sub,
     sum,
     tanh,
@@ -51,9 +55,9 @@ from tinyllm.ops.attention import scaled_dot_product_attention
 from tinyllm.ops.linalg import linear
 
 __all__ = [
-    "abs", "add", "cat", "clip", "concatenate", "cross_entropy", "div", "dropout", "embedding",
+    "abs", "add", "amax", "amin", "cat", "clip", "concatenate", "cross_entropy", "div", "dropout", "embedding",
     "exp", "expand", "gelu", "layer_norm", "linear", "log", "log_softmax", "logsumexp",
-    "masked_fill", "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "permute", "pow",
-    "relu", "reshape", "rms_norm", "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "split", "sqrt", "squeeze",
+    "masked_fill", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "permute", "pow",
+    "relu", "reshape", "rms_norm", "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "split", "sqrt", "squeeze", "std",
     "stack", "sub", "sum", "tanh", "transpose", "tril", "triu", "unsqueeze", "var", "where",
 ]  # fmt: skip
