@@ -100,13 +100,10 @@ def modify(t: Tensor, op, *operands, **kwargs) -> Tensor:
 
 
 def setitem(t: Tensor, index, value) -> None:
-    """Write value (a tensor or number, broadcast to t[index]) into t at index."""
-    value = scalar_like(value, t)
+    """Write value (a tensor or number, broadcast to t[index], cast to t's dtype as in PyTorch)
+    into t at index."""
+    value = astype(scalar_like(value, t), t.dtype)
     key = raw_index(index, t._backend)
-    if value.dtype != t.dtype:
-        if value.dtype in FLOAT_DTYPES and t.dtype not in FLOAT_DTYPES:
-            raise DTypeError(f"cannot assign {value.dtype} values into a {t.dtype} tensor")
-        value = astype(value, t.dtype)
     if _GradMode.enabled and (t.requires_grad or value.requires_grad):
         modify(t, lambda old, v: SetItem.apply(old, v, index=key), value)
         return
