@@ -22,6 +22,8 @@ from tinyllm.errors import ArgumentError, DTypeError, OutOfRangeError, ShapeErro
 from tinyllm.ops import (
     abs,
     add,
+    amax,
+    amin,
     cat,
     clip,
     concatenate,
@@ -35,6 +37,7 @@ from tinyllm.ops import (
     max,
     maximum,
     mean,
+    min,
     minimum,
     mul,
     neg,
@@ -46,6 +49,7 @@ from tinyllm.ops import (
     sqrt,
     squeeze,
     stack,
+    std,
     sub,
     sum,
     tanh,
@@ -474,10 +478,10 @@ def pad(input: Tensor, pad: tuple, mode: str = "constant", value: float | None =
 
 
 __all__ = [
-    "abs", "add", "cat", "clip", "concatenate", "cross_entropy", "div", "dropout", "embedding",
+    "abs", "add", "amax", "amin", "cat", "clip", "concatenate", "cross_entropy", "div", "dropout", "embedding",
     "exp", "expand", "gelu", "layer_norm", "linear", "log", "log_softmax", "logsumexp",
-    "masked_fill", "matmul", "max", "maximum", "mean", "minimum", "mse_loss", "mul", "neg",
+    "masked_fill", "matmul", "max", "maximum", "mean", "min", "minimum", "mse_loss", "mul", "neg",
     "nll_loss", "one_hot", "pad", "permute", "pow", "relu", "reshape", "rms_norm",
     "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "split", "sqrt", "squeeze",
-    "stack", "sub", "sum", "tanh", "transpose", "tril", "triu", "unsqueeze", "var", "where",
+    "stack", "std", "sub", "sum", "tanh", "transpose", "tril", "triu", "unsqueeze", "var", "where",
 ]  # fmt: skip
