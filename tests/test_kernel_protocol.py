@@ -17,7 +17,7 @@ Q = RNG.standard_normal((1, 2, 600, 8)).astype(np.float32)  # 2 * 600 * 600 scor
 W = RNG.standard_normal((5, 8)).astype(np.float32)
 
 CASES = {
-    "norm_act": lambda x: F.gelu(x) * 1.5 + F.layer_norm(x, tl.ones(8), tl.zeros(8)),
+    "norm_act": lambda x: F.gelu(x) * 1.5 + F.layer_norm(x, (8,), tl.ones(8), tl.zeros(8)),
     "matmul": lambda x: F.linear(x, tl.tensor(W)) @ tl.tensor(W),
     "attention": lambda q: F.scaled_dot_product_attention(q, q, q, is_causal=True),
 }

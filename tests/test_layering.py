@@ -21,7 +21,7 @@ LAYERS = [
     {"ops"},
     {"nn"},
     {"models"},
-    {"tokenizers", "data", "io"},
+    {"tokenizers", "data", "io", "utils"},
     {"optim", "train"},
     {"cli"},
 ]

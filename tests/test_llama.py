@@ -108,7 +108,7 @@ def small_llama(seed: int = 0, **overrides) -> Llama:
     tl.manual_seed(seed)
     model = Llama(LlamaConfig(**{**SMALL, **overrides}))
     for _, param in model.named_parameters():  # norms away from 1, so a wrong weight shows
-        param.data = param.data * 0.5 + 0.05 * np.random.default_rng(seed).standard_normal(param.shape, np.float32)
+        param.array = param.array * 0.5 + 0.05 * np.random.default_rng(seed).standard_normal(param.shape, np.float32)
     return model.eval()
 
 

@@ -28,19 +28,19 @@ test_reshape = op_test(F.reshape, torch.reshape, reshape_cases())
 def transpose_cases(draw):
     shape = draw(s.shapes(min_dims=1))
     axis = st.integers(-len(shape), len(shape) - 1)
-    return Case((draw(s.arrays(shape)),), {"axis0": draw(axis), "axis1": draw(axis)})
+    return Case((draw(s.arrays(shape)),), {"dim0": draw(axis), "dim1": draw(axis)})
 
 
-test_transpose = op_test(F.transpose, lambda x, axis0, axis1: torch.transpose(x, axis0, axis1), transpose_cases())
+test_transpose = op_test(F.transpose, torch.transpose, transpose_cases())
 
 
 @st.composite
 def permute_cases(draw):
     shape = draw(s.shapes(min_dims=1))
-    return Case((draw(s.arrays(shape)),), {"axes": tuple(draw(st.permutations(range(len(shape)))))})
+    return Case((draw(s.arrays(shape)),), {"dims": tuple(draw(st.permutations(range(len(shape)))))})
 
 
-test_permute = op_test(F.permute, lambda x, axes: torch.permute(x, axes), permute_cases())
+test_permute = op_test(F.permute, torch.permute, permute_cases())
 
 
 @st.composite
@@ -48,10 +48,10 @@ def expand_cases(draw):
     shape, target = draw(s.broadcastable_shapes(2))
     # the target is the broadcast of both shapes, so `shape` can always be expanded to it
     target = tuple(np.broadcast_shapes(shape, target))
-    return Case((draw(s.arrays(shape)),), {"shape": target})
+    return Case((draw(s.arrays(shape)),), {"size": target})
 
 
-test_expand = op_test(F.expand, lambda x, shape: x.expand(shape), expand_cases())
+test_expand = op_test(F.expand, lambda x, size: x.expand(size), expand_cases())
 
 
 @st.composite
@@ -168,11 +168,11 @@ test_getitem_bool_mask = op_test(lambda x, mask: x[mask], lambda x, mask: x[mask
 @st.composite
 def triangle_cases(draw):
     shape = draw(s.shapes(min_dims=2))
-    return Case((draw(s.arrays(shape)),), {"k": draw(st.integers(-2, 2))})
+    return Case((draw(s.arrays(shape)),), {"diagonal": draw(st.integers(-2, 2))})
 
 
-test_tril = op_test(tl.tril, lambda x, k: torch.tril(x, k), triangle_cases())
-test_triu = op_test(tl.triu, lambda x, k: torch.triu(x, k), triangle_cases())
+test_tril = op_test(tl.tril, torch.tril, triangle_cases())
+test_triu = op_test(tl.triu, torch.triu, triangle_cases())
 
 
 # -- methods and edge cases ----------------------------------------------------------------------

@@ -7,12 +7,24 @@ needs none). Inside both, `self.xp` is the array namespace of the inputs' backen
 
 Gradients of broadcast inputs are reduced to the input's shape here, in `sum_to`, once for all
 ops: an op's backward may return a gradient of the broadcast shape.
+
+In-place writes and the version counter: `Writes.count` is a clock that every in-place write into
+a tensor's storage advances, stamping the tensor (the storage's owner, `t._base` for a view) with
+it in `t._version`. A graph node remembers the clock when it was made; before its backward runs,
+an input whose storage was written since, or a saved output that was overwritten, is a GraphError
+instead of a wrong gradient. Nothing is checked while no write happened after the node was made.
 """
 
 from __future__ import annotations
 
 from tinyllm.autograd.grad_mode import _GradMode
 from tinyllm.errors import DeviceError, GraphError
+
+
+class Writes:
+    """The clock of in-place writes (see the module docstring)."""
+
+    count = 0
 
 
 class Function:
@@ -41,11 +53,12 @@ class Function:
                     f"{cls.__name__}: tensors on different devices "
                     f"({backend.name!r} and {t._backend.name!r}); move them with .to(device)"
                 )
-            arrays.append(t.data)
+            arrays.append(t.array)
             any_requires_grad = any_requires_grad or t.requires_grad
         out = fn.forward(*arrays, **params)
         if any_requires_grad and _GradMode.enabled:
             fn.inputs = tensors
+            fn.clock = Writes.count
             return Tensor._wrap(out, backend, True, fn)
         return Tensor._wrap(out, backend, False, None)
 
@@ -55,6 +68,44 @@ class Function:
         self.released = True
 
     released = False
+
+
+def record_write(t) -> None:
+    """Advance the write clock for an in-place write into t's storage, and mark the graph node
+    that made the storage (if it saved the array for backward) as overwritten."""
+    owner = t if t._base is None else t._base
+    Writes.count += 1
+    owner._version = Writes.count
+    fn = owner.grad_fn
+    if fn is not None and _saves(fn, owner.array):
+        fn.overwritten = True
+
+
+def _saves(fn, array) -> bool:
+    """Return whether fn keeps `array` (or the array it is a view of) for backward."""
+    base = getattr(array, "base", None)
+    for value in vars(fn).values():
+        for saved in value if isinstance(value, (tuple, list)) else (value,):
+            if saved is array or (base is not None and saved is base):
+                return True
+    return False
+
+
+def _check_unchanged(fn) -> None:
+    """Raise GraphError if an array fn's backward reads was changed in place after fn was made."""
+    name = type(fn).__name__
+    if getattr(fn, "overwritten", False):
+        raise GraphError(
+            f"backward of {name}: its output, which its backward reads, was changed by an in-place "
+            "operation; clone() the tensor before changing it, or use the out-of-place op"
+        )
+    for t in fn.inputs:
+        owner = t if t._base is None else t._base
+        if owner._version > fn.clock:
+            raise GraphError(
+                f"backward of {name}: an input of shape {t.shape} was changed by an in-place operation "
+                "after the op used it; clone() it before the change, or use the out-of-place op"
+            )
 
 
 def sum_to(xp, grad, shape: tuple):
@@ -111,6 +162,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
             node._accumulate(node_grad)
         if fn is None:
             continue
+        if fn.clock < Writes.count:
+            _check_unchanged(fn)
         input_grads = fn.backward(node_grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
@@ -118,8 +171,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         for parent, parent_grad in zip(fn.inputs, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
-            if parent_grad.shape != parent.data.shape:
-                parent_grad = sum_to(xp, parent_grad, parent.data.shape)
+            if parent_grad.shape != parent.array.shape:
+                parent_grad = sum_to(xp, parent_grad, parent.array.shape)
             key = id(parent)
             previous = grads.get(key)
             grads[key] = parent_grad if previous is None else previous + parent_grad

@@ -53,3 +53,17 @@ class enable_grad(_SetGradEnabled):  # noqa: N801 - named as in PyTorch
 
     def __call__(self, func):
         return _SetGradEnabled(True)(func)
+
+
+class inference_mode(_SetGradEnabled):  # noqa: N801 - named as in PyTorch
+    """no_grad under PyTorch's other name (mode=False records the graph as usual)."""
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__(not mode)
+
+    def __call__(self, func):
+        return _SetGradEnabled(self.mode)(func)
+
+
+class set_grad_enabled(_SetGradEnabled):  # noqa: N801 - named as in PyTorch
+    """Context manager and decorator that turns graph recording on or off, as `mode` says."""

@@ -20,7 +20,7 @@ def numerical_grads(fn, inputs, cotangent, eps: float = 1e-6) -> list:
             grads.append(None)
             continue
         backend = t._backend
-        host = np.array(backend.to_host(t.data), dtype=np.float64)
+        host = np.array(backend.to_host(t.array), dtype=np.float64)
         grad = np.zeros_like(host)
         flat, flat_grad = host.reshape(-1), grad.reshape(-1)
         for i in range(flat.size):
@@ -28,13 +28,13 @@ def numerical_grads(fn, inputs, cotangent, eps: float = 1e-6) -> list:
             values = []
             for shift in (eps, -eps):
                 flat[i] = original + shift
-                t.data = backend.from_host(host.astype(backend.to_host(t.data).dtype))
+                t.array = backend.from_host(host.astype(backend.to_host(t.array).dtype))
                 with no_grad():
                     out = fn(*inputs)
-                values.append(float(np.sum(backend.to_host(out.data).astype(np.float64) * cotangent)))
+                values.append(float(np.sum(backend.to_host(out.array).astype(np.float64) * cotangent)))
             flat[i] = original
             flat_grad[i] = (values[0] - values[1]) / (2 * eps)
-        t.data = backend.from_host(host.astype(backend.to_host(t.data).dtype))
+        t.array = backend.from_host(host.astype(backend.to_host(t.array).dtype))
         grads.append(grad)
     return grads
 

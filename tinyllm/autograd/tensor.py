@@ -11,22 +11,26 @@ then the second call adds its gradients to `.grad` again (gradients accumulate, 
 from __future__ import annotations
 
 from tinyllm.backend import FLOAT_DTYPES, Backend, backend_of, get_backend, np
-from tinyllm.errors import DTypeError, GraphError, ShapeError
+from tinyllm.errors import DeviceError, DTypeError, GraphError, ShapeError
 
 
 class Tensor:
     """An n-d array on a device that can record the operations applied to it."""
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "__weakref__")
+    __slots__ = (
+        "array", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "_version", "_base", "__weakref__"
+    )  # fmt: skip
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, data, dtype=None, device: str | None = None, requires_grad: bool = False):
         backend, array = _to_array(data, dtype, device)
-        self.data = array
+        self.array = array
         self._backend = backend
         self.grad = None
         self.grad_fn = None
         self._retains_grad = False
+        self._version = 0
+        self._base = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -35,49 +39,84 @@ class Tensor:
     def _wrap(array, backend: Backend, requires_grad: bool, grad_fn) -> Tensor:
         """Return a Tensor around a raw array without copying or checking (the op fast path)."""
         t = object.__new__(Tensor)
-        t.data = array
+        t.array = array
         t._backend = backend
         t.requires_grad = requires_grad
         t.grad = None
         t.grad_fn = grad_fn
         t._retains_grad = False
+        t._version = 0
+        t._base = None
         return t
 
     # -- properties -----------------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self) -> str:
         """The dtype name: "float32", "float64", "int64", "bool", ... (compare with tl.float32)."""
-        return self._backend.dtype_name(self.data)
+        return self._backend.dtype_name(self.array)
 
     @property
     def device(self) -> str:
         return self._backend.name
 
     @property
+    def data(self) -> Tensor:
+        """A tensor sharing this one's storage, outside the graph (PyTorch's `.data`).
+
+        Writes through it are invisible to autograd's version counter, as in PyTorch; `.array`
+        is the raw backend array.
+        """
+        return Tensor._wrap(self.array, self._backend, False, None)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise DTypeError(f".data must be set to a Tensor, got {type(value).__name__}")
+        if value._backend is not self._backend:
+            raise DeviceError(f".data: a tensor on {value.device!r} cannot replace one on {self.device!r}")
+        self.array = value.array
+
+    @property
     def is_leaf(self) -> bool:
         return self.grad_fn is None
 
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - PyTorch's name
+        return _ops.permute(self, tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 - PyTorch's name
+        """The last two dims swapped (a batch of matrices transposed)."""
+        return _ops.transpose(self, -2, -1)
+
     def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[dim]
+        """Return the shape, or the size of one dim."""
+        return self.shape if dim is None else self.shape[_ops.signature.normalize_dim(dim, self.ndim, "size")]
+
+    def dim(self) -> int:
+        return self.array.ndim
 
     def numel(self) -> int:
         n = 1
-        for d in self.data.shape:
+        for d in self.array.shape:
             n *= d
         return n
+
+    def is_floating_point(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise ShapeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -85,10 +124,10 @@ class Tensor:
         return f"tensor({body}, dtype={self.dtype}, device={self.device!r}{grad})"
 
     # -- autograd -------------------------------------------------------------------------------
-    def requires_grad_(self, flag: bool = True) -> Tensor:
-        if flag and self.dtype not in FLOAT_DTYPES:
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.dtype not in FLOAT_DTYPES:
             raise DTypeError(f"only floating-point tensors can require grad, got dtype {self.dtype}")
-        self.requires_grad = flag
+        self.requires_grad = requires_grad
         return self
 
     def retain_grad(self) -> None:
@@ -105,9 +144,9 @@ class Tensor:
                     f"backward() on a non-scalar tensor of shape {self.shape} needs a gradient "
                     "argument of the same shape"
                 )
-            grad = self._backend.xp.ones(self.data.shape, dtype=self.data.dtype)
+            grad = self._backend.xp.ones(self.array.shape, dtype=self.array.dtype)
         else:
-            grad = gradient.data if isinstance(gradient, Tensor) else self._backend.asarray(gradient)
+            grad = gradient.array if isinstance(gradient, Tensor) else self._backend.asarray(gradient)
             if tuple(grad.shape) != self.shape:
                 raise ShapeError(f"backward(): gradient shape {tuple(grad.shape)} != tensor shape {self.shape}")
         from tinyllm.autograd.function import run_backward
@@ -115,23 +154,28 @@ class Tensor:
         run_backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate(self, grad) -> None:
-        if grad.dtype != self.data.dtype:  # a float64 op downstream of a float32 leaf
-            grad = self._backend.xp.astype(grad, self.data.dtype)
+        if grad.dtype != self.array.dtype:  # a float64 op downstream of a float32 leaf
+            grad = self._backend.xp.astype(grad, self.array.dtype)
         if self.grad is None:
             self.grad = Tensor._wrap(self._backend.xp.asarray(grad, copy=True), self._backend, False, None)
         else:
-            self.grad = Tensor._wrap(self.grad.data + grad, self._backend, False, None)
+            self.grad = Tensor._wrap(self.grad.array + grad, self._backend, False, None)
 
     def detach(self) -> Tensor:
-        """Return a tensor sharing this data, cut from the graph."""
-        return Tensor._wrap(self.data, self._backend, False, None)
+        """Return a tensor sharing this storage (and its version counter), cut from the graph."""
+        t = Tensor._wrap(self.array, self._backend, False, None)
+        t._base = self if self._base is None else self._base
+        return t
 
     # -- conversion -----------------------------------------------------------------------------
     def numpy(self):
         """Return the data as a NumPy array on the host (a copy for device arrays)."""
-        if self.requires_grad:
-            return self._backend.to_host(self.detach().data)
-        return self._backend.to_host(self.data)
+        return self._backend.to_host(self.array)
+
+    def __array__(self, dtype=None, copy=None):
+        """NumPy's view of the numbers: np.asarray(t) is an array of them, not of Tensors."""
+        host = self._backend.to_host(self.array)
+        return host if dtype is None else host.astype(dtype, copy=False)
 
     def tolist(self):
         return self.numpy().tolist()
@@ -148,28 +192,82 @@ class Tensor:
     def __int__(self) -> int:
         return int(self.item())
 
+    def __index__(self) -> int:
+        if self.dtype in FLOAT_DTYPES or self.numel() != 1:
+            raise DTypeError(
+                f"only a one-element integer tensor can be used as an index, got {self.dtype} {self.shape}"
+            )
+        return int(self.item())
+
     def __bool__(self) -> bool:
         return bool(self.item())
 
     def __hash__(self) -> int:
         return id(self)
 
-    def to(self, device_or_dtype: str) -> Tensor:
-        """Return this tensor on another device ("cpu", "cuda") or as another dtype ("float64")."""
-        from tinyllm.backend.base import DTYPE_NAMES
-
-        if str(device_or_dtype) in DTYPE_NAMES:
-            return _ops.astype(self, str(device_or_dtype))
-        return _ops.to_device(self, device_or_dtype)
+    def to(self, *args, **kwargs) -> Tensor:
+        """Return this tensor as another dtype and/or on another device: to(dtype), to(device),
+        to(device, dtype), to(other) for other's dtype and device (self if nothing changes)."""
+        return _ops.to(self, *args, **kwargs)
 
     def float(self) -> Tensor:
-        return self.to("float32")
+        return _ops.astype(self, "float32")
 
     def double(self) -> Tensor:
-        return self.to("float64")
+        return _ops.astype(self, "float64")
+
+    def half(self) -> Tensor:
+        return _ops.astype(self, "float16")
 
     def long(self) -> Tensor:
-        return self.to("int64")
+        return _ops.astype(self, "int64")
+
+    def int(self) -> Tensor:
+        return _ops.astype(self, "int32")
+
+    def bool(self) -> Tensor:
+        return _ops.astype(self, "bool")
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return _ops.astype(self, other.dtype)
+
+    def contiguous(self) -> Tensor:
+        """Return self: every array here is laid out in C order when an op needs it."""
+        return self
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return _ops.reshape(self, other.shape)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return _ops.expand(self, other.shape)
+
+    def t(self) -> Tensor:
+        """Return a 2-d tensor transposed (a 0-d or 1-d tensor as it is)."""
+        if self.ndim > 2:
+            raise ShapeError(f"t() needs a tensor of at most 2 dims, got shape {self.shape}; use transpose or mT")
+        return _ops.transpose(self, 0, -1) if self.ndim == 2 else self
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        """Return a new tensor of data, with this tensor's dtype and device unless given."""
+        return Tensor(data, dtype or self.dtype, device or self.device, requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return _ops.zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return _ops.ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return _ops.full(
+            size, fill_value, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+        )
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def where(self, condition: Tensor, other) -> Tensor:
+        """Return self where condition holds, else other (torch's x.where(condition, y))."""
+        return _ops.where(condition, self, other)
 
     # -- arithmetic -----------------------------------------------------------------------------
     def __add__(self, other):
@@ -229,106 +327,35 @@ class Tensor:
     def __ge__(self, other):
         return _ops.ge(self, other)
 
+    def __invert__(self):
+        return _ops.logical_not(self)
+
     def __getitem__(self, index):
         return _ops.getitem(self, index)
 
     def __setitem__(self, index, value) -> None:
-        """Write into the data in place; allowed only on tensors outside any graph."""
-        if self.requires_grad or self.grad_fn is not None:
-            raise GraphError("in-place assignment into a tensor that requires grad would break autograd")
-        value = value.data if isinstance(value, Tensor) else value
-        self.data[_ops.raw_index(index, self._backend)] = value
+        _ops.setitem(self, index, value)
 
-    # -- methods mirroring the functional ops ---------------------------------------------------
-    def exp(self):
-        return _ops.exp(self)
+    # in place: `x += y` changes x's storage, as in PyTorch (see ops/inplace.py for the rules)
+    def __iadd__(self, other):
+        return _ops.add_(self, other)
 
-    def log(self):
-        return _ops.log(self)
+    def __isub__(self, other):
+        return _ops.sub_(self, other)
 
-    def sqrt(self):
-        return _ops.sqrt(self)
+    def __imul__(self, other):
+        return _ops.mul_(self, other)
 
-    def abs(self):
-        return _ops.abs(self)
-
-    def tanh(self):
-        return _ops.tanh(self)
-
-    def sigmoid(self):
-        return _ops.sigmoid(self)
-
-    def relu(self):
-        return _ops.relu(self)
-
-    def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
-        return _ops.clip(self, min, max)
-
-    clamp = clip
-
-    def sum(self, axis=None, keepdims: bool = False):
-        return _ops.sum(self, axis, keepdims)
-
-    def mean(self, axis=None, keepdims: bool = False):
-        return _ops.mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims: bool = False):
-        return _ops.max(self, axis, keepdims)
-
-    def var(self, axis=None, keepdims: bool = False, correction: int = 0):
-        return _ops.var(self, axis, keepdims, correction)
-
-    def argmax(self, axis=None, keepdims: bool = False):
-        return _ops.argmax(self, axis, keepdims)
-
-    def reshape(self, *shape):
-        return _ops.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
-
-    view = reshape
-
-    def flatten(self, start: int = 0):
-        return _ops.reshape(self, self.shape[:start] + (-1,))
-
-    def transpose(self, axis0: int = -2, axis1: int = -1):
-        return _ops.transpose(self, axis0, axis1)
-
-    @property
-    def T(self):  # noqa: N802 - NumPy's name
-        return _ops.permute(self, tuple(reversed(range(self.ndim))))
-
-    def permute(self, *axes):
-        return _ops.permute(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
-
-    def expand(self, *shape):
-        return _ops.expand(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
-
-    def squeeze(self, axis=None):
-        return _ops.squeeze(self, axis)
-
-    def unsqueeze(self, axis: int):
-        return _ops.unsqueeze(self, axis)
-
-    def split(self, split_size_or_sections, axis: int = 0):
-        return _ops.split(self, split_size_or_sections, axis)
-
-    def masked_fill(self, mask, value: float):
-        return _ops.masked_fill(self, mask, value)
-
-    def softmax(self, axis: int = -1):
-        return _ops.softmax(self, axis)
-
-    def log_softmax(self, axis: int = -1):
-        return _ops.log_softmax(self, axis)
-
-    def matmul(self, other):
-        return _ops.matmul(self, other)
+    def __itruediv__(self, other):
+        return _ops.div_(self, other)
 
 
-def _to_array(data, dtype, device):
-    """Return (backend, array) for tl.tensor's arguments, with PyTorch's dtype defaults."""
+def _to_array(data, dtype, device, copy: bool = True):
+    """Return (backend, array) for tl.tensor's arguments, with PyTorch's dtype defaults: Python
+    floats become float32, ints int64; a copy of the data unless copy=False (tl.as_tensor)."""
     dtype = None if dtype is None else str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if device is not None:
         backend = get_backend(device)
     else:
@@ -343,16 +370,33 @@ def _to_array(data, dtype, device):
     if source is not None and source is not backend:
         data = source.to_host(data)
         source = None
-    if source is None:
-        host = np.asarray(data)
-        if dtype is None and host.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
-            dtype = "float32"  # Python floats become float32, as in PyTorch
-        if host.dtype.kind in "US O".replace(" ", ""):
-            raise DTypeError(f"tensor() got data of dtype {host.dtype}; expected numbers or booleans")
-        array = backend.from_host(host if dtype is None else host.astype(dtype))
-    else:
-        array = data if dtype is None else backend.xp.astype(data, backend.dtype(dtype))
-    return backend, array
+    if source is not None:
+        array = data if dtype is None else backend.xp.astype(data, backend.dtype(dtype), copy=False)
+        return backend, backend.xp.asarray(array, copy=True) if copy and array is data else array
+    try:
+        host = np.array(data, copy=copy or None)
+    except ValueError as error:  # NumPy 2 refuses ragged nested lists
+        raise ShapeError(f"tensor(): the nested sequences do not form a rectangular array ({error})") from None
+    if dtype is None and host.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
+        dtype = "float32"  # Python floats become float32, as in PyTorch
+    if host.dtype.kind in "USO":
+        raise DTypeError(f"tensor() got data of dtype {host.dtype}; expected numbers or booleans")
+    return backend, backend.from_host(host if dtype is None else host.astype(dtype, copy=False))
 
 
 from tinyllm import ops as _ops  # noqa: E402  (Tensor's methods are thin calls into the op library)
+
+# The methods that are an op with the tensor as its first argument: `x.sum(dim=1)` is
+# `ops.sum(x, dim=1)`. Each name is the op of that name unless mapped to another below.
+_METHOD_OPS = (
+    "abs add add_ amax amin argmax argmin argsort bmm chunk clamp_ clip clip_ clone copy_ cos cumsum div div_ "
+    "exp expand fill_ flatten gather log log_softmax logsumexp masked_fill masked_fill_ matmul max maximum mean "
+    "min minimum mm mul mul_ norm normal_ permute pow relu repeat reshape sigmoid sin softmax sort split sqrt "
+    "squeeze std sub sub_ sum take_along_dim tanh topk transpose tril triu unbind unflatten uniform_ unsqueeze "
+    "var zero_"
+).split()
+_METHOD_ALIASES = {"clamp": "clip", "view": "reshape", "multiply": "mul", "divide": "div", "subtract": "sub"}
+for _name in _METHOD_OPS:
+    setattr(Tensor, _name, getattr(_ops, _name))
+for _name, _op in _METHOD_ALIASES.items():
+    setattr(Tensor, _name, getattr(_ops, _op))

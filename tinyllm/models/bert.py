@@ -196,12 +196,12 @@ class BERT(Module):
         for name, param in self.named_parameters():
             xp = param._backend.xp
             if name.endswith("norm.weight"):
-                param.data = xp.ones_like(param.data)
+                param.array = xp.ones_like(param.array)
             elif name.endswith(".bias"):
-                param.data = xp.zeros_like(param.data)
+                param.array = xp.zeros_like(param.array)
             else:
                 noise = RANDOM.normal(param.shape, "float32") * self.config.initializer_range
-                param.data = param._backend.from_host(noise)
+                param.array = param._backend.from_host(noise)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> BertOutput:
         """Return BertOutput(last_hidden_state (B, T, C)) for ids (B, T) (lists, arrays or tensors).
@@ -217,17 +217,17 @@ class BERT(Module):
                 f"{self.config.max_position_embeddings}; truncate it (tokenizer(..., truncation=True))"
             )
         xp = input_ids._backend.xp
-        low, high = int(xp.min(input_ids.data)), int(xp.max(input_ids.data))
+        low, high = int(xp.min(input_ids.array)), int(xp.max(input_ids.array))
         if low < 0 or high >= self.config.vocab_size:
             bad = high if high >= self.config.vocab_size else low
             raise OutOfRangeError(f"token id {bad} is out of range for vocab_size {self.config.vocab_size}")
         if token_type_ids is None:
-            token_type_ids = Tensor._wrap(xp.zeros_like(input_ids.data), input_ids._backend, False, None)
+            token_type_ids = Tensor._wrap(xp.zeros_like(input_ids.array), input_ids._backend, False, None)
         token_type_ids = self._as_ids(token_type_ids, "token_type_ids", (B, T))
         mask = None
         if attention_mask is not None:
             attention_mask = self._as_ids(attention_mask, "attention_mask", (B, T))
-            allowed = (attention_mask.data != 0).reshape(B, 1, 1, T)  # (B, 1, 1, T)
+            allowed = (attention_mask.array != 0).reshape(B, 1, 1, T)  # (B, 1, 1, T)
             mask = Tensor._wrap(allowed, input_ids._backend, False, None)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
         for layer in self.layers:

@@ -37,8 +37,8 @@ class HeadOutput:
 
 def _init_linear(layer: Linear, std: float) -> None:
     """Initialize as transformers does: weight N(0, std), bias 0."""
-    layer.weight.data = layer.weight._backend.from_host(RANDOM.normal(layer.weight.shape, "float32") * std)
-    layer.bias.data = layer.bias._backend.xp.zeros_like(layer.bias.data)
+    layer.weight.array = layer.weight._backend.from_host(RANDOM.normal(layer.weight.shape, "float32") * std)
+    layer.bias.array = layer.bias._backend.xp.zeros_like(layer.bias.array)
 
 
 class MLMHead(Module):
@@ -77,7 +77,7 @@ class BertForMaskedLM(Module):
         labels = labels if isinstance(labels, Tensor) else Tensor(labels, device=hidden.device)
         flat_labels = labels.reshape(B * T)  # (B*T,)
         xp = flat_labels._backend.xp
-        positions = xp.nonzero(flat_labels.data != IGNORE_INDEX)[0]  # (N,)
+        positions = xp.nonzero(flat_labels.array != IGNORE_INDEX)[0]  # (N,)
         picked = Tensor._wrap(positions, flat_labels._backend, False, None)
         logits = self.head(hidden.reshape(B * T, C)[picked], table)  # (N, V)
         targets = flat_labels[picked]  # (N,)

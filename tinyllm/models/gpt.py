@@ -91,12 +91,12 @@ class GPT(GenerationMixin, Module):
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, param in self.named_parameters():
             if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight":
-                param.data = param._backend.xp.ones_like(param.data)
+                param.array = param._backend.xp.ones_like(param.array)
             elif name.endswith(".bias"):
-                param.data = param._backend.xp.zeros_like(param.data)
+                param.array = param._backend.xp.zeros_like(param.array)
             else:
                 std = residual_std if name.endswith("c_proj.weight") else 0.02
-                param.data = param._backend.from_host(RANDOM.normal(param.shape, "float32") * std)
+                param.array = param._backend.from_host(RANDOM.normal(param.shape, "float32") * std)
 
     # -- the forward pass -----------------------------------------------------------------------
     def forward(self, idx, cache: KVCache | None = None) -> Tensor:
@@ -138,7 +138,7 @@ class GPT(GenerationMixin, Module):
                 f"{self.config.block_size}"
             )
         xp = idx._backend.xp
-        low, high = int(xp.min(idx.data)), int(xp.max(idx.data))
+        low, high = int(xp.min(idx.array)), int(xp.max(idx.array))
         if low < 0 or high >= self.config.vocab_size:
             bad = high if high >= self.config.vocab_size else low
             raise OutOfRangeError(f"token id {bad} is out of range for vocab_size {self.config.vocab_size}")

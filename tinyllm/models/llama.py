@@ -216,7 +216,7 @@ class Llama(GenerationMixin, Module):
                 f"length (block_size) {self.config.block_size}"
             )
         xp = ids._backend.xp
-        low, high = int(xp.min(ids.data)), int(xp.max(ids.data))
+        low, high = int(xp.min(ids.array)), int(xp.max(ids.array))
         if low < 0 or high >= self.config.vocab_size:
             bad = high if high >= self.config.vocab_size else low
             raise OutOfRangeError(f"token id {bad} is out of range for vocab_size {self.config.vocab_size}")

@@ -56,8 +56,8 @@ class LayerKVCache:
                 f"KV cache holds keys of shape (B, H_kv, _, D) = {self.keys.shape[:2] + self.keys.shape[3:]}, "
                 f"got new keys {k.shape}"
             )
-        self.keys[:, :, self.length : needed, ...] = k.data  # (B, H, T_new, D); `...`: array API indexing
-        self.values[:, :, self.length : needed, ...] = v.data  # (B, H, T_new, D)
+        self.keys[:, :, self.length : needed, ...] = k.array  # (B, H, T_new, D); `...`: array API indexing
+        self.values[:, :, self.length : needed, ...] = v.array  # (B, H, T_new, D)
         self.length = needed
         backend = self._backend
         keys = Tensor._wrap(self.keys[:, :, :needed, ...], backend, False, None)  # (B, H, length, D)
@@ -71,8 +71,8 @@ class LayerKVCache:
             capacity = self.max_len
         else:
             capacity = max(needed, 2 * (self.keys.shape[2] if self.keys is not None else 16))
-        keys = xp.zeros((B, H, capacity, D), dtype=k.data.dtype)  # (B, H, capacity, D)
-        values = xp.zeros((B, H, capacity, D), dtype=k.data.dtype)  # (B, H, capacity, D)
+        keys = xp.zeros((B, H, capacity, D), dtype=k.array.dtype)  # (B, H, capacity, D)
+        values = xp.zeros((B, H, capacity, D), dtype=k.array.dtype)  # (B, H, capacity, D)
         if self.keys is not None:
             if self.keys.shape[:2] != (B, H) or self.keys.shape[3] != D:
                 raise ShapeError(f"KV cache holds keys {self.keys.shape}, got new keys {k.shape}")

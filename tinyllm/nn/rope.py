@@ -75,8 +75,8 @@ class RotaryEmbedding(Module):
             self._on_device[device] = (Tensor(self.cos, device=device), Tensor(self.sin, device=device))
         cos, sin = self._on_device[device]
         backend = cos._backend
-        cos = Tensor._wrap(cos.data[start : start + length, ...], backend, False, None)  # (T, D/2)
-        sin = Tensor._wrap(sin.data[start : start + length, ...], backend, False, None)  # (T, D/2)
+        cos = Tensor._wrap(cos.array[start : start + length, ...], backend, False, None)  # (T, D/2)
+        sin = Tensor._wrap(sin.array[start : start + length, ...], backend, False, None)  # (T, D/2)
         return cos, sin
 
     def forward(self, x: Tensor, start: int = 0) -> Tensor:

@@ -12,9 +12,10 @@ import math
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
-from tinyllm.errors import ShapeError
 from tinyllm.kernels import choose
 from tinyllm.ops.elementwise import mul
+from tinyllm.ops.signature import normalize_dim, torch_signature
+from tinyllm.validate import check_choice, check_float
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -101,31 +102,29 @@ def relu(a: Tensor) -> Tensor:
 
 def gelu(a: Tensor, approximate: str = "none") -> Tensor:
     """Return GELU of a: exact erf form ("none", BERT) or tanh form ("tanh", GPT-2)."""
-    if approximate == "none":
+    if check_choice("approximate", approximate, ("none", "tanh")) == "none":
         return GeluErf.apply(a)
-    if approximate == "tanh":
-        return GeluTanh.apply(a)
-    raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+    return GeluTanh.apply(a)
 
 
 def silu(a: Tensor) -> Tensor:
     return Silu.apply(a)
 
 
-def _check_axis(a: Tensor, axis: int) -> int:
-    if not -a.ndim <= axis < a.ndim:
-        raise ShapeError(f"axis {axis} out of range for a tensor of shape {a.shape}")
-    return axis % a.ndim
+@torch_signature
+def softmax(a: Tensor, dim: int = -1) -> Tensor:
+    """Return exp(a) / sum(exp(a)) along dim, computed stably."""
+    return Softmax.apply(a, axis=normalize_dim(dim, a.ndim, "softmax")) if a.ndim else _ones_like(a)
 
 
-def softmax(a: Tensor, axis: int = -1) -> Tensor:
-    """Return exp(a) / sum(exp(a)) along axis, computed stably."""
-    return Softmax.apply(a, axis=_check_axis(a, axis))
+@torch_signature
+def log_softmax(a: Tensor, dim: int = -1) -> Tensor:
+    """Return a - logsumexp(a) along dim, computed stably."""
+    return LogSoftmax.apply(a, axis=normalize_dim(dim, a.ndim, "log_softmax")) if a.ndim else a * 0.0
 
 
-def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
-    """Return a - logsumexp(a) along axis, computed stably."""
-    return LogSoftmax.apply(a, axis=_check_axis(a, axis))
+def _ones_like(a: Tensor) -> Tensor:
+    return a * 0.0 + 1.0  # softmax of a 0-d tensor: 1, with a zero gradient, as in PyTorch
 
 
 def dropout(a: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -133,8 +132,7 @@ def dropout(a: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
     In eval mode (training=False) or with p == 0 it returns a unchanged.
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    p = check_float("dropout p", p, 0.0, below=1.0)
     if not training or p == 0.0:
         return a
     backend = a._backend

@@ -64,6 +64,6 @@ def scaled_dot_product_attention(
     bias = None
     if attn_mask is not None:
         _check_mask(attn_mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
-        bias = mask_to_bias(attn_mask.data, q.data)
+        bias = mask_to_bias(attn_mask.array, q.array)
     save = is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     return ScaledDotProductAttention.apply(q, k, v, bias=bias, causal=bool(is_causal), scale=scale, save=save)

@@ -6,20 +6,28 @@ to the input's shape, once for all ops.
 
 from __future__ import annotations
 
+import numbers
+
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
-from tinyllm.errors import ShapeError
-from tinyllm.ops.convert import as_tensor
+from tinyllm.backend import FLOAT_DTYPES
+from tinyllm.errors import ArgumentError, DTypeError, ShapeError
+from tinyllm.ops.convert import astype, scalar_like
+from tinyllm.ops.signature import torch_signature
 
 
 def _pair(a, b) -> tuple[Tensor, Tensor]:
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
-            if a.data.shape != b.data.shape:
-                _check_broadcastable(a.data.shape, b.data.shape)
+            if a.array.shape != b.array.shape:
+                _check_broadcastable(a.array.shape, b.array.shape)
             return a, b
-        return a, as_tensor(b, a)
-    return as_tensor(a, b), b
+        if isinstance(b, float) and a.dtype not in FLOAT_DTYPES:
+            a = astype(a, "float32")  # an integer tensor and a Python float meet in float32, as in PyTorch
+        return a, scalar_like(b, a)
+    if isinstance(a, float) and b.dtype not in FLOAT_DTYPES:
+        b = astype(b, "float32")
+    return scalar_like(a, b), b
 
 
 def _check_broadcastable(shape_a: tuple, shape_b: tuple) -> None:
@@ -94,12 +102,14 @@ class Pow(Function):
         return grad_a, grad * self.out * safe_log
 
 
-def add(a, b) -> Tensor:
-    return Add.apply(*_pair(a, b))
+def add(a, b, *, alpha=1) -> Tensor:
+    """Return a + alpha * b."""
+    return Add.apply(*_pair(a, b if alpha == 1 else mul(b, alpha)))
 
 
-def sub(a, b) -> Tensor:
-    return Sub.apply(*_pair(a, b))
+def sub(a, b, *, alpha=1) -> Tensor:
+    """Return a - alpha * b."""
+    return Sub.apply(*_pair(a, b if alpha == 1 else mul(b, alpha)))
 
 
 def mul(a, b) -> Tensor:
@@ -107,7 +117,10 @@ def mul(a, b) -> Tensor:
 
 
 def div(a, b) -> Tensor:
-    return Div.apply(*_pair(a, b))
+    a, b = _pair(a, b)
+    if a.dtype not in FLOAT_DTYPES and b.dtype not in FLOAT_DTYPES:
+        a, b = astype(a, "float32"), astype(b, "float32")  # true division of integers gives float32, as in PyTorch
+    return Div.apply(a, b)
 
 
 def neg(a: Tensor) -> Tensor:
@@ -177,6 +190,37 @@ class Sigmoid(Function):
 
     def backward(self, grad):
         return grad * self.out * (1 - self.out)
+
+
+class Sin(Function):
+    def forward(self, a):
+        self.a = a
+        return self.xp.sin(a)
+
+    def backward(self, grad):
+        return grad * self.xp.cos(self.a)
+
+
+class Cos(Function):
+    def forward(self, a):
+        self.a = a
+        return self.xp.cos(a)
+
+    def backward(self, grad):
+        return -grad * self.xp.sin(self.a)
+
+
+def sin(a: Tensor) -> Tensor:
+    return Sin.apply(_floating(a))
+
+
+def cos(a: Tensor) -> Tensor:
+    return Cos.apply(_floating(a))
+
+
+def _floating(a: Tensor) -> Tensor:
+    """Return a, or a as float32 if it holds integers (math functions of ints give float32 in PyTorch)."""
+    return a if a.dtype in FLOAT_DTYPES else astype(a, "float32")
 
 
 def exp(a: Tensor) -> Tensor:
@@ -259,29 +303,51 @@ def minimum(a, b) -> Tensor:
 
 def where(condition: Tensor, a, b) -> Tensor:
     """Return elements of a where condition holds, else of b (condition is a bool tensor)."""
+    if condition.dtype != "bool":
+        raise DTypeError(f"where: condition must be a bool tensor, got dtype {condition.dtype}")
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else condition
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        a = as_tensor(float(a), like.float() if condition is like else like)
+        a = scalar_like(float(a), like.float() if condition is like else like)
     a, b = _pair(a, b)
-    _check_broadcastable(condition.data.shape, a.data.shape)
-    _check_broadcastable(condition.data.shape, b.data.shape)
+    _check_broadcastable(condition.array.shape, a.array.shape)
+    _check_broadcastable(condition.array.shape, b.array.shape)
     return Where.apply(a, b, condition)
 
 
+@torch_signature
 def clip(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
-    """Return a with values below min raised to min and above max lowered to max."""
+    """Return a with values below min raised to min and above max lowered to max.
+
+    Bounds are numbers or tensors broadcastable to a; a tensor bound gets the gradient of the
+    elements it replaces, as in PyTorch.
+    """
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = a
+        if min is not None:
+            out = where(lt(out, min), min, out)
+        if max is not None:
+            out = where(gt(out, max), max, out)
+        return out
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, numbers.Real)):
+            raise ArgumentError(f"clip(): {name} must be a number or a tensor, got {type(bound).__name__}")
     return Clip.apply(a, low=min, high=max)
 
 
-def masked_fill(a: Tensor, mask: Tensor, value: float) -> Tensor:
-    """Return a with `value` wherever the bool `mask` (broadcast to a) is True."""
-    return where(mask, as_tensor(float(value), a), a)
+def masked_fill(a: Tensor, mask: Tensor, value) -> Tensor:
+    """Return a with `value` (a number, or a 0-d tensor that then gets the gradient of the filled
+    elements) wherever the bool `mask` (broadcast to a) is True."""
+    if isinstance(value, Tensor):
+        if value.ndim:
+            raise ShapeError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+        return where(mask, value, a)
+    return where(mask, scalar_like(float(value) if a.dtype in FLOAT_DTYPES else value, a), a)
 
 
 # -- comparisons (no gradient) ------------------------------------------------------------------
 def _compare(a, b, name: str) -> Tensor:
     a, b = _pair(a, b)
-    out = getattr(a._backend.xp, name)(a.data, b.data)
+    out = getattr(a._backend.xp, name)(a.array, b.array)
     return Tensor._wrap(out, a._backend, False, None)
 
 
@@ -310,4 +376,4 @@ def ge(a, b) -> Tensor:
 
 
 def logical_not(a: Tensor) -> Tensor:
-    return Tensor._wrap(a._backend.xp.logical_not(a.data), a._backend, False, None)
+    return Tensor._wrap(a._backend.xp.logical_not(a.array), a._backend, False, None)

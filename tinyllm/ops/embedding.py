@@ -28,7 +28,7 @@ def embedding(ids: Tensor, weight: Tensor) -> Tensor:
         raise DTypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
     if ids.numel():
         xp = ids._backend.xp
-        low, high = int(xp.min(ids.data)), int(xp.max(ids.data))
+        low, high = int(xp.min(ids.array)), int(xp.max(ids.array))
         if low < 0 or high >= weight.shape[0]:
             bad = high if high >= weight.shape[0] else low
             raise OutOfRangeError(f"token id {bad} is out of range for an embedding of {weight.shape[0]} rows")

@@ -87,7 +87,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}")
     if a.ndim == 1:
-        return squeeze(matmul(unsqueeze(a, 0), b), -2)
+        return squeeze(matmul(unsqueeze(a, 0), b), -2 if b.ndim > 1 else 0)
     if b.ndim == 1:
         return squeeze(matmul(a, unsqueeze(b, -1)), -1)
     if a.shape[-1] != b.shape[-2]:
@@ -96,3 +96,17 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         if x != y and x != 1 and y != 1:
             raise ShapeError(f"matmul batch shapes of {a.shape} and {b.shape} cannot be broadcast together")
     return MatMul.apply(a, b)
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """Return the matrix product of two 2-d tensors: (n, k) @ (k, m) -> (n, m)."""
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"mm needs two 2-d tensors, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """Return the batched matrix product of two 3-d tensors: (B, n, k) @ (B, k, m) -> (B, n, m)."""
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        raise ShapeError(f"bmm needs two 3-d tensors of one batch size, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)

@@ -47,7 +47,7 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100) -> 
     flat_logits = logits.reshape(-1, n_classes)
     flat_targets = targets.reshape(-1).long()
     xp = targets._backend.xp
-    valid = flat_targets.data != ignore_index
-    if bool(xp.any(valid & ((flat_targets.data < 0) | (flat_targets.data >= n_classes)))):
+    valid = flat_targets.array != ignore_index
+    if bool(xp.any(valid & ((flat_targets.array < 0) | (flat_targets.array >= n_classes)))):
         raise OutOfRangeError(f"cross_entropy: a target is outside [0, {n_classes}) and is not ignore_index")
     return CrossEntropy.apply(flat_logits, flat_targets, ignore_index=ignore_index)
