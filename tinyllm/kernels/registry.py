@@ -10,6 +10,7 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
 | norm_act  | gelu_forward/backward, layer_norm_*         | reference, numba (norm_act_cpu)                 |
 | cross_entropy | forward, backward                       | reference, numba (cross_entropy_cpu)            |
 | adamw     | update (in place)                           | reference, numba (adamw_cpu)                    |
+| qmatmul   | linear (inference only)                     | reference, numba (qmatmul_cpu)                  |
 
 "auto" picks, per call, the fastest module that supports the arrays:
 - attention: the fused Numba kernel for NumPy float32/float64 arrays whose (B, H, Tq, Tk) scores
@@ -22,7 +23,8 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
 - norm_act: the Numba kernels for NumPy float32 arrays, the reference otherwise;
 - cross_entropy: the Numba kernel for NumPy float32/float64 logits, the reference otherwise;
 - adamw: the Numba kernel for C-contiguous NumPy float32/float64 parameters and moments of one
-  dtype (it updates them in place), the reference otherwise.
+  dtype (it updates them in place), the reference otherwise;
+- qmatmul: the Numba kernel for NumPy float32 inputs, the reference (dequantize, BLAS) otherwise.
 
 A forced kernel that cannot run the given arrays raises `DeviceError` instead of silently
 running something else. The CUDA kernels accept NumPy arrays when NUMBA_ENABLE_CUDASIM=1 (the
@@ -48,6 +50,8 @@ from tinyllm.kernels import (  # numba.cuda is imported only when a CUDA kernel 
     matmul_cuda,
     norm_act_cpu,
     norm_act_reference,
+    qmatmul_cpu,
+    qmatmul_reference,
 )
 
 FAMILIES = {
@@ -56,6 +60,7 @@ FAMILIES = {
     "norm_act": {"reference": norm_act_reference, "numba": norm_act_cpu},
     "cross_entropy": {"reference": cross_entropy_reference, "numba": cross_entropy_cpu},
     "adamw": {"reference": adamw_reference, "numba": adamw_cpu},
+    "qmatmul": {"reference": qmatmul_reference, "numba": qmatmul_cpu},
 }
 SMALL_SCORES = 2**18  # 1 MB of float32 scores
 _selected = dict.fromkeys(FAMILIES, "auto")
@@ -92,7 +97,7 @@ def choose(family: str, *arrays):
     """Return the module of `family` that runs on these arrays: the forced one, or auto's pick.
 
     For attention, arrays are (q, k); for matmul (a, b); for norm_act the op's inputs; for
-    cross_entropy the logits; for adamw (param, grad, exp_avg, exp_avg_sq).
+    cross_entropy the logits; for qmatmul the input; for adamw (param, grad, exp_avg, exp_avg_sq).
     """
     name = _selected[family]
     if name == "auto":
@@ -111,8 +116,8 @@ def _auto(family: str, arrays) -> str:
     if family == "norm_act":
         same_dtype = all(backend_of(a) is backend and a.dtype == first.dtype for a in arrays)
         return "numba" if backend.name == "cpu" and dtype == "float32" and same_dtype else "reference"
-    if family == "cross_entropy":
-        return "numba" if backend.name == "cpu" and dtype in cross_entropy_cpu.DTYPES else "reference"
+    if family in ("cross_entropy", "qmatmul"):
+        return "numba" if backend.name == "cpu" and dtype in FAMILIES[family]["numba"].DTYPES else "reference"
     if family == "adamw":
         if backend.name != "cpu" or dtype not in adamw_cpu.DTYPES:
             return "reference"
