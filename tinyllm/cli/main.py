@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tinyllm.kernels import tune_for_training
+
+    tune_for_training()  # the process is ours: a faster allocator policy and sleeping kernel threads
     try:
         return int(args.func(args) or 0)
     except TinyLLMError as error:

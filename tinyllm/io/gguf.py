@@ -65,6 +65,14 @@ class GGUFFile:
         array = dequantize(tensor.data, tensor.tensor_type)
         return np.ascontiguousarray(array, dtype=np.float32)
 
+    def raw_blocks(self, name: str):
+        """Return (type name, bytes) of a tensor as the file stores it: for a quantized (rows, cols)
+        tensor, (rows, bytes a row) uint8 blocks, which the quantized matmul kernels read directly."""
+        tensor = self._tensors().get(name)
+        if tensor is None:
+            raise ConfigError(f"GGUF file {self.path.name} has no tensor {name!r}")
+        return self.tensor_types[name], np.asarray(tensor.data)
+
     def has_tensor(self, name: str) -> bool:
         return name in self.tensor_types
 

@@ -14,7 +14,8 @@ query, key and value projections are one matrix (`qkv_proj`), and gate and up ar
 instead of copying the keys and values once per query head.
 
 `Llama.from_gguf(path)` reads a llama.cpp GGUF file (weights dequantized to float32) and
-returns the model with its tokenizer as `model.tokenizer`.
+returns the model with its tokenizer as `model.tokenizer`; with `quantized=True` its projections
+also keep the file's Q4_1/Q8_0 blocks, which decoding steps multiply directly (nn/quantized.py).
 """
 
 # ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
@@ -33,6 +34,7 @@ from tinyllm.nn import functional as F
 from tinyllm.nn.attention import KVCache, LayerKVCache
 from tinyllm.nn.layers import Embedding, Linear, RMSNorm
 from tinyllm.nn.module import Module, ModuleList
+from tinyllm.nn.quantized import QuantizedLinear, linear_or_quantized
 from tinyllm.nn.rope import RotaryEmbedding
 
 _INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
@@ -181,6 +183,7 @@ class Llama(GenerationMixin, Module):
         self.lm_head = None if config.tie_embeddings else Linear(config.n_embd, config.vocab_size, bias=False)
         self.rope = RotaryEmbedding(config.head_dim, config.block_size, config.rope_base)
         self.tokenizer = None  # set by from_gguf
+        self.head_blocks = None  # the tied head's quantized blocks, set by from_gguf(quantized=True)
 
     def forward(self, ids, cache: KVCache | None = None) -> Tensor:
         """Return logits (B, T, vocab_size) for token ids (B, T).
@@ -195,8 +198,9 @@ class Llama(GenerationMixin, Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, self.rope, start, None if cache is None else cache[i])  # (B, T, C)
         x = self.norm(x)  # (B, T, C)
-        head = self.embed.weight if self.lm_head is None else self.lm_head.weight  # (V, C)
-        return F.linear(x, head)  # (B, T, V)
+        if self.lm_head is not None:
+            return self.lm_head(x)  # (B, T, V)
+        return linear_or_quantized(x, self.embed.weight, self.head_blocks)  # (B, T, V)
 
     def _check_input(self, ids, cache: KVCache | None) -> Tensor:
         """Return ids as an integer tensor (B, T), or raise a typed error naming the problem."""
@@ -230,10 +234,11 @@ class Llama(GenerationMixin, Module):
 
     # -- pretrained weights ---------------------------------------------------------------------
     @classmethod
-    def from_gguf(cls, path) -> Llama:
+    def from_gguf(cls, path, quantized: bool = False) -> Llama:
         """Return the model stored in a llama.cpp GGUF file, weights dequantized to float32, with
         `model.tokenizer` built from the file's metadata. ConfigError if the file is missing, of
-        another architecture or quantized in a way we cannot read."""
+        another architecture or quantized in a way we cannot read. quantized: the projections
+        also keep the file's Q8_0/Q4_1 blocks, for decoding (see nn/quantized.py)."""
         from tinyllm.io.gguf import read_gguf
         from tinyllm.tokenizers.gguf_tokenizer import GGUFTokenizer
 
@@ -241,6 +246,8 @@ class Llama(GenerationMixin, Module):
         config = config_from_gguf(gguf_file)
         model = cls(config)
         model.load_state_dict(state_dict_from_gguf(gguf_file, config))
+        if quantized:
+            attach_quantized_blocks(model, gguf_file)
         model.tokenizer = GGUFTokenizer.from_gguf(gguf_file)
         return model.eval()
 
@@ -280,6 +287,44 @@ def unpermute_rotary_rows(weight, n_heads: int):
     D = rows // n_heads
     by_pair = weight.reshape(n_heads, D // 2, 2, cols)  # (heads, pair i, member, C)
     return by_pair.transpose(0, 2, 1, 3).reshape(rows, cols)  # (heads, member, pair i, C) -> rows
+
+
+def attach_quantized_blocks(model: Llama, gguf_file) -> None:
+    """Give each projection of the model (and the head) the GGUF file's blocks of its weight,
+    rows in the order of the float32 weight; projections stored in other encodings stay Linear."""
+    from tinyllm.kernels.qmatmul_reference import BLOCK_BYTES, QuantizedWeight
+
+    def blocks(*names: str, rotary: bool = False):
+        kinds_and_bytes = [gguf_file.raw_blocks(name) for name in names]
+        if any(kind not in BLOCK_BYTES or kind != kinds_and_bytes[0][0] for kind, _ in kinds_and_bytes):
+            return None
+        weights = [QuantizedWeight.from_blocks(kind, raw) for kind, raw in kinds_and_bytes]
+        if rotary:  # the query and key rows, reordered as in unpermute_rotary_rows
+            weights[0] = weights[0].rows(_rotary_row_order(weights[0].shape[0], model.config.n_head))
+            weights[1] = weights[1].rows(_rotary_row_order(weights[1].shape[0], model.config.n_kv_head))
+        return QuantizedWeight.stack(weights)
+
+    def attach(parent: Module, attribute: str, *names: str, rotary: bool = False) -> None:
+        quantized = blocks(*names, rotary=rotary)
+        if quantized is not None:
+            setattr(parent, attribute, QuantizedLinear(getattr(parent, attribute).weight, quantized))
+
+    for i, layer in enumerate(model.layers):
+        prefix = f"blk.{i}."
+        names = [prefix + n for n in ("attn_q.weight", "attn_k.weight", "attn_v.weight")]
+        attach(layer.attn, "qkv_proj", *names, rotary=True)
+        attach(layer.attn, "o_proj", prefix + "attn_output.weight")
+        attach(layer.mlp, "gate_up_proj", prefix + "ffn_gate.weight", prefix + "ffn_up.weight")
+        attach(layer.mlp, "down_proj", prefix + "ffn_down.weight")
+    if model.lm_head is None:
+        model.head_blocks = blocks("token_embd.weight")
+    else:
+        attach(model, "lm_head", "output.weight")
+
+
+def _rotary_row_order(rows: int, n_heads: int):
+    """Return the row index that `unpermute_rotary_rows` applies to a (rows, C) weight."""
+    return unpermute_rotary_rows(np.arange(rows)[:, None], n_heads)[:, 0]
 
 
 def state_dict_from_gguf(gguf_file, config: LlamaConfig) -> dict:

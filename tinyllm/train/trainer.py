@@ -29,6 +29,7 @@ from tinyllm.backend import RANDOM
 from tinyllm.data import BatchSampler, Corpus, fixed_batches
 from tinyllm.errors import CheckpointError
 from tinyllm.io import Checkpoint, load_checkpoint, save_checkpoint
+from tinyllm.kernels import tune_for_training
 from tinyllm.optim import SGD, AdamW, WarmupCosine, clip_grad_norm, set_lr, weight_decay_groups
 from tinyllm.train.config import TrainConfig
 from tinyllm.train.evaluate import evaluate_loss, language_model_loss, perplexity
@@ -189,6 +190,7 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train until config.max_iters steps (counting steps of earlier runs when resumed)."""
         config = self.config
+        tune_for_training()
         bar = _progress_bar(config.max_iters, self.step, self.progress)
         previous_handler = self._install_sigint_handler()
         interrupted, train_loss = False, None
