@@ -41,6 +41,7 @@ class GGUFFile:
     path: Path
     metadata: dict
     tensor_types: dict[str, str]  # tensor name -> quantization type name ("Q4_1", "F32", ...)
+    tensor_elements: dict[str, int]  # tensor name -> number of weights
     _reader: object = field(repr=False)
 
     @property
@@ -121,7 +122,8 @@ def read_gguf(path, architectures: tuple[str, ...] | None = None) -> GGUFFile:
             f"GGUF file {path.name} holds tensors quantized as {', '.join(unsupported)} (e.g. {example!r}); "
             f"supported: {', '.join(SUPPORTED_TYPES)}"
         )
-    return GGUFFile(path, metadata, tensor_types, reader)
+    tensor_elements = {t.name: int(t.n_elements) for t in reader.tensors}
+    return GGUFFile(path, metadata, tensor_types, tensor_elements, reader)
 
 
 # -- the layout check -----------------------------------------------------------------------------
