@@ -9,9 +9,8 @@ y.backward()
 x.grad
 """
 
-from tinyllm.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
-from tinyllm.autograd.gradcheck import gradcheck
-from tinyllm.backend import cuda_is_available, default_device
+import importlib
+
 from tinyllm.errors import (
     CheckpointError,
     ConfigError,
@@ -24,29 +23,43 @@ from tinyllm.errors import (
     TinyLLMError,
     TokenizerError,
 )
-from tinyllm.ops import (
-    arange,
-    cat,
-    concatenate,
-    full,
-    manual_seed,
-    ones,
-    ones_like,
-    rand,
-    randn,
-    stack,
-    tensor,
-    tril,
-    triu,
-    where,
-    zeros,
-    zeros_like,
-)
 
 __version__ = "0.1.0"
 
 float16, float32, float64 = "float16", "float32", "float64"
 int32, int64, bool_ = "int32", "int64", "bool"
+
+# The engine's names are imported on first use (PEP 562): importing the backend loads NumPy and
+# Numba (seconds), which `tinyllm --help` or `tinyllm --version` never need.
+_LAZY = {
+    "tinyllm.autograd": ("Function", "Tensor", "enable_grad", "is_grad_enabled", "no_grad"),
+    "tinyllm.autograd.gradcheck": ("gradcheck",),
+    "tinyllm.backend": ("cuda_is_available", "default_device"),
+    "tinyllm.ops": (
+        "arange", "cat", "concatenate", "full", "manual_seed", "ones", "ones_like", "rand", "randn",
+        "stack", "tensor", "tril", "triu", "where", "zeros", "zeros_like",
+    ),
+}  # fmt: skip
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+    else:
+        try:
+            value = importlib.import_module(f"tinyllm.{name}")  # a subpackage: tl.nn, tl.models, ...
+        except ModuleNotFoundError as error:
+            if error.name != f"tinyllm.{name}":
+                raise
+            raise AttributeError(f"module 'tinyllm' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
+
 
 __all__ = [
     "CheckpointError", "ConfigError", "DTypeError", "DataError", "DeviceError", "Function",
