@@ -33,7 +33,8 @@ def read_regular_file(
     checked on the open file before any byte is read.
     """
     path = Path(path)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) * (not follow_links)
+    # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below, as not regular)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) * (not follow_links)
     try:
         if not follow_links and path.is_symlink():
             raise error(f"{path} is a symbolic link; tinyllm does not follow links here")
