@@ -24,6 +24,7 @@ from functools import lru_cache
 
 import regex
 
+from tinyllm.config import MAX_VOCAB_SIZE
 from tinyllm.errors import TokenizerError
 from tinyllm.tokenizers.base import Tokenizer
 
@@ -76,6 +77,7 @@ class ByteLevelBPE(Tokenizer):
     ) -> None:
         self.vocab = dict(vocab)
         self.merges = [tuple(m) for m in merges]
+        _check_entries(self.vocab, special_tokens or {}, self.merges)
         self.pattern = pattern
         self.special_tokens = dict(special_tokens or {})
         self.byte_encoder = bytes_to_unicode()
@@ -284,6 +286,26 @@ class ByteLevelBPE(Tokenizer):
         vocab = token_ids
         specials = {token: len(tokens) + i for i, token in enumerate(special_tokens)}
         return cls(vocab, [(tokens[a], tokens[b]) for a, b in merges], pattern, specials)
+
+
+def _check_entries(vocab: dict, special_tokens: dict, merges: list) -> None:
+    """Raise TokenizerError unless tokens are strings with integer ids in [0, MAX_VOCAB_SIZE) and
+    merges are pairs of strings (a file could hold anything; an id of 10**12 would allocate a
+    table of that many entries)."""
+    for table, what in ((vocab, "vocab"), (special_tokens, "special_tokens")):
+        for token, token_id in table.items():
+            if (
+                not isinstance(token, str)
+                or not isinstance(token_id, int)
+                or isinstance(token_id, bool)
+                or not 0 <= token_id < MAX_VOCAB_SIZE
+            ):
+                raise TokenizerError(
+                    f"{what} entry {str(token)[:40]!r}: {str(token_id)[:40]} is not a token id in [0, {MAX_VOCAB_SIZE})"
+                )
+    for rank, merge in enumerate(merges):
+        if len(merge) != 2 or not all(isinstance(part, str) for part in merge):
+            raise TokenizerError(f"merge {rank} must be a pair of strings, got {str(merge)[:60]}")
 
 
 def _merge_pair(symbols: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
