@@ -41,10 +41,11 @@ def read_regular_file(
         fd = os.open(path, flags)
     except OSError as failure:
         raise error(f"cannot read {path}: {failure.strerror or failure}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise error(f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{path} is not a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
             raise error(f"{path} has {info.st_size} bytes, more than the {max_bytes} allowed for it")
         if expected_bytes is not None and info.st_size != expected_bytes:
