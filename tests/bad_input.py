@@ -20,12 +20,12 @@ MAX_BYTES = 200 * 2**20
 HANG_SECONDS = 10  # a case still running then is a hang: stop it with an exception
 
 
-class Hang(Exception):
+class HangError(Exception):
     pass
 
 
 def _alarm(signum, frame):
-    raise Hang(f"still running after {HANG_SECONDS} s")
+    raise HangError(f"still running after {HANG_SECONDS} s")
 
 
 def expect_typed_error(call: Callable[[], object], error: type[TinyLLMError], *words: str) -> TinyLLMError:

@@ -11,7 +11,7 @@ import json
 import os
 import struct
 
-import gguf  # noqa: F401 - imported once here, so that no case pays for the first import
+import gguf  # imported here once, so that no case pays for the first import
 import numpy as np
 import pytest
 from bad_input import expect_typed_error
@@ -507,7 +507,6 @@ def test_mutated_gguf_gives_a_typed_error_or_a_file(tmp_path_factory, mutations)
 @pytest.fixture(scope="module")
 def crafted_llama(tmp_path_factory):
     """Return write(path, **metadata overrides): a tiny Llama GGUF whose metadata may lie."""
-    import gguf
     from test_llama import GGUF_SMALL, small_llama, write_llama_gguf
 
     model = small_llama(**GGUF_SMALL)
