@@ -54,3 +54,31 @@ def expect_typed_error(call: Callable[[], object], error: type[TinyLLMError], *w
     assert elapsed < MAX_SECONDS, f"took {elapsed:.2f} s (limit {MAX_SECONDS} s): {caught}"
     assert peak < MAX_BYTES, f"peaked at {peak / 2**20:.0f} MB (limit {MAX_BYTES / 2**20:.0f} MB)"
     return caught
+
+
+def expect_cli_error(main, argv: list[str], capsys, *words: str) -> str:
+    """Return the stderr of `tinyllm ARGV` run in-process, after checking that it failed with exit
+    status 2, a message naming every word and no traceback, in bounded time and memory."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(HANG_SECONDS)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # argparse's own errors (a flag's type, a choice)
+            code = exit_.code
+    finally:
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    errors = capsys.readouterr().err
+    assert code == 2, f"exit status {code}, expected 2; stderr: {errors}"
+    assert "Traceback" not in errors
+    for word in words:
+        assert word.lower() in errors.lower(), f"stderr does not name {word!r}: {errors}"
+    assert elapsed < MAX_SECONDS, f"took {elapsed:.2f} s (limit {MAX_SECONDS} s): {errors}"
+    assert peak < MAX_BYTES, f"peaked at {peak / 2**20:.0f} MB (limit {MAX_BYTES / 2**20:.0f} MB)"
+    return errors

@@ -176,9 +176,11 @@ def _line_reader(interactive: bool) -> Callable[[str], str | None]:
 
 
 def run(args) -> int:
+    from tinyllm.models.generation import Sampling
     from tinyllm.validate import check_int
 
     check_int("--max-new-tokens", args.max_new_tokens, minimum=1)
+    Sampling(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)  # checked before loading
     interactive = sys.stdin.isatty()
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="replace")  # bytes that are not UTF-8 become U+FFFD, not a crash

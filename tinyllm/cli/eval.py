@@ -30,6 +30,9 @@ def run(args) -> int:
     from tinyllm.data import Corpus, load_text, sequential_windows
     from tinyllm.train import evaluate_loss, load_trained, perplexity
 
+    from tinyllm.validate import check_int
+
+    check_int("--batch-size", args.batch_size, minimum=1)
     model, tokenizer, checkpoint = load_trained(args.checkpoint, device=args.device)
     train_config = checkpoint.state.get("train_config", {})
     data = args.data if args.data is not None else train_config.get("data")

@@ -102,9 +102,11 @@ def stream_text(model, tokenizer, ids: list[int], max_new_tokens: int, **options
 
 def run(args) -> int:
     from tinyllm.errors import ConfigError
+    from tinyllm.models.generation import Sampling
     from tinyllm.validate import check_int
 
     check_int("--num-samples", args.num_samples, minimum=1)
+    Sampling(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)  # checked before loading
     check_int("--max-new-tokens", args.max_new_tokens, minimum=0)
     model, tokenizer = load_model(args)
     ids = tokenizer.encode(args.prompt)
