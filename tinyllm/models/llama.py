@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
-from tinyllm.config import JSONConfig
-from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
+from tinyllm.config import MAX_CONTEXT, MAX_FFN, MAX_LAYERS, MAX_VOCAB_SIZE, MAX_WIDTH, JSONConfig, config_checks
+from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
 from tinyllm.nn.attention import KVCache, LayerKVCache
@@ -36,6 +36,7 @@ from tinyllm.nn.layers import Embedding, Linear, RMSNorm
 from tinyllm.nn.module import Module, ModuleList
 from tinyllm.nn.quantized import QuantizedLinear, linear_or_quantized
 from tinyllm.nn.rope import RotaryEmbedding
+from tinyllm.validate import check_bool, check_float, check_int, check_token_ids
 
 _INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 
@@ -57,12 +58,20 @@ class LlamaConfig(JSONConfig):
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        if self.head_dim is None:
-            self.head_dim = self.n_embd // self.n_head
-        for name in ("vocab_size", "block_size", "n_layer", "n_embd", "n_head", "n_kv_head", "ffn_dim", "head_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"LlamaConfig.{name} must be a positive int, got {value!r}")
+        with config_checks():
+            check_int("LlamaConfig.vocab_size", self.vocab_size, 1, MAX_VOCAB_SIZE)
+            check_int("LlamaConfig.block_size", self.block_size, 1, MAX_CONTEXT)
+            check_int("LlamaConfig.n_layer", self.n_layer, 1, MAX_LAYERS)
+            check_int("LlamaConfig.n_embd", self.n_embd, 1, MAX_WIDTH)
+            check_int("LlamaConfig.n_head", self.n_head, 1, MAX_WIDTH)
+            check_int("LlamaConfig.n_kv_head", self.n_kv_head, 1, MAX_WIDTH)
+            check_int("LlamaConfig.ffn_dim", self.ffn_dim, 1, MAX_FFN)
+            if self.head_dim is None:
+                self.head_dim = self.n_embd // self.n_head
+            check_int("LlamaConfig.head_dim", self.head_dim, 1, MAX_WIDTH)
+            check_float("LlamaConfig.rope_base", self.rope_base, above=1.0)
+            check_float("LlamaConfig.norm_eps", self.norm_eps, above=0.0)
+            check_bool("LlamaConfig.tie_embeddings", self.tie_embeddings)
         if self.n_head % self.n_kv_head:
             raise ConfigError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
         if self.head_dim % 2:
@@ -219,11 +228,7 @@ class Llama(GenerationMixin, Module):
                 f"sequence of {held} cached + {T} new = {held + T} tokens exceeds the model's context "
                 f"length (block_size) {self.config.block_size}"
             )
-        xp = ids._backend.xp
-        low, high = int(xp.min(ids.array)), int(xp.max(ids.array))
-        if low < 0 or high >= self.config.vocab_size:
-            bad = high if high >= self.config.vocab_size else low
-            raise OutOfRangeError(f"token id {bad} is out of range for vocab_size {self.config.vocab_size}")
+        check_token_ids(ids.array, self.config.vocab_size, "Llama input")
         return ids
 
     # -- generation -----------------------------------------------------------------------------
@@ -244,6 +249,7 @@ class Llama(GenerationMixin, Module):
 
         gguf_file = read_gguf(path, architectures=("llama",))
         config = config_from_gguf(gguf_file)
+        _check_parameter_count(gguf_file, config)  # before anything the metadata sizes is allocated
         model = cls(config)
         model.load_state_dict(state_dict_from_gguf(gguf_file, config))
         if quantized:
@@ -257,7 +263,32 @@ class Llama(GenerationMixin, Module):
 
 
 def config_from_gguf(gguf_file) -> LlamaConfig:
-    """Return the LlamaConfig that a GGUF file's `llama.*` metadata describes."""
+    """Return the LlamaConfig that a GGUF file's `llama.*` metadata describes (ConfigError naming
+    the file for a value of the wrong kind or out of bounds)."""
+    try:
+        return _config_from_gguf(gguf_file)
+    except (TypeError, ValueError, OverflowError) as error:
+        if isinstance(error, ConfigError):
+            raise ConfigError(f"GGUF file {gguf_file.path.name}: {error}") from None
+        raise ConfigError(
+            f"GGUF file {gguf_file.path.name}: a model size in its metadata is malformed ({error})"
+        ) from None
+
+
+def _check_parameter_count(gguf_file, config: LlamaConfig) -> None:
+    """Raise ConfigError if the metadata describes more weights than the file's tensors hold."""
+    C, H, H_kv, D, F = config.n_embd, config.n_head, config.n_kv_head, config.head_dim, config.ffn_dim
+    per_layer = C * (H + 2 * H_kv) * D + H * D * C + 3 * C * F + 2 * C
+    needed = config.vocab_size * C * (1 if config.tie_embeddings else 2) + config.n_layer * per_layer + C
+    held = sum(gguf_file.tensor_elements.values())
+    if needed > held:
+        raise ConfigError(
+            f"GGUF file {gguf_file.path.name}: its metadata describes a model of {needed} weights, "
+            f"but its tensors hold {held}"
+        )
+
+
+def _config_from_gguf(gguf_file) -> LlamaConfig:
     arch = gguf_file.architecture
     n_embd = int(gguf_file.require(f"{arch}.embedding_length"))
     n_head = int(gguf_file.require(f"{arch}.attention.head_count"))

@@ -204,12 +204,13 @@ class Trainer:
                 self._recent_losses.append(train_loss)
                 if self.step % config.log_interval == 0 or self.step == config.max_iters:
                     self._record(record, bar)
-                bar.update(1)
-                bar.set_postfix_str(
-                    f"loss {train_loss:.4f}" + (f", val {self.last_val_loss:.4f}" if self.last_val_loss else "")
-                )
                 if self.step % config.eval_interval == 0 or self.step == config.max_iters:
                     self._record(self.evaluate(), bar)
+                bar.update(1)
+                bar.set_postfix_str(
+                    f"loss {train_loss:.4f}"
+                    + (f", val {self.last_val_loss:.4f}" if self.last_val_loss is not None else "")
+                )
                 if self.step % config.save_interval == 0 or self.step == config.max_iters:
                     self.save()
                 for callback in self.callbacks:
@@ -241,9 +242,21 @@ class Trainer:
             self.log.write(record)
         if record["kind"] == "eval":
             bar.write(
-                f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}",
+                f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f} "
+                f"({self.validation_set})",
                 file=sys.stderr,
             )
+        elif bar.disable and self.progress:  # off a terminal: a log line instead of the bar's frames
+            print(format_train_record(record, self.config.max_iters), file=sys.stderr, flush=True)
+
+    @property
+    def validation_set(self) -> str:
+        """Return what the validation loss is measured on, in words."""
+        config = self.config
+        return (
+            f"validation set: the last {config.val_fraction:.0%} of {config.data or 'the bundled Shakespeare'}, "
+            f"{len(self.val_batches)} fixed batches of {config.batch_size} x {self.block_size} tokens"
+        )
 
     def _install_sigint_handler(self):
         """Make the first Ctrl-C a request to stop after this step (main thread only); return the old handler."""
@@ -257,7 +270,19 @@ class Trainer:
         return signal.signal(signal.SIGINT, request_stop)
 
 
+def format_train_record(record: dict, max_iters: int) -> str:
+    """Return the one-line log of a train record: step, loss, learning rate, gradient norm, time."""
+    norm = "" if record.get("grad_norm") is None else f", grad norm {record['grad_norm']:.3f}"
+    return (
+        f"step {record['step']}/{max_iters}: loss {record['loss']:.4f}, lr {record['lr']:.2e}{norm}, "
+        f"{record['ms']:.0f} ms/step"
+    )
+
+
 def _progress_bar(total: int, initial: int, enabled: bool):
+    """Return a tqdm bar on a terminal; elsewhere (a log file, a pipe) a disabled one, since its
+    carriage-return frames would fill the file: `_record` prints one line per log interval instead."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+    on_terminal = enabled and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, disable=not on_terminal, desc="train", unit="step", dynamic_ncols=True)
