@@ -110,6 +110,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         if fn is None or node._retains_grad:
             node._accumulate(node_grad)
         if fn is None:
+            for hook in node._post_accumulate_hooks:  # a leaf is visited once, after all its consumers
+                hook(node)
             continue
         input_grads = fn.backward(node_grad)
         if not isinstance(input_grads, tuple):

@@ -17,7 +17,9 @@ from tinyllm.errors import DTypeError, GraphError, ShapeError
 class Tensor:
     """An n-d array on a device that can record the operations applied to it."""
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "__weakref__")
+    __slots__ = (
+        "data", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "_post_accumulate_hooks", "__weakref__"
+    )  # fmt: skip
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, data, dtype=None, device: str | None = None, requires_grad: bool = False):
@@ -27,6 +29,7 @@ class Tensor:
         self.grad = None
         self.grad_fn = None
         self._retains_grad = False
+        self._post_accumulate_hooks = ()
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -41,6 +44,7 @@ class Tensor:
         t.grad = None
         t.grad_fn = grad_fn
         t._retains_grad = False
+        t._post_accumulate_hooks = ()
         return t
 
     # -- properties -----------------------------------------------------------------------------
@@ -94,6 +98,14 @@ class Tensor:
     def retain_grad(self) -> None:
         """Keep `.grad` on this non-leaf tensor after backward."""
         self._retains_grad = True
+
+    def register_post_accumulate_grad_hook(self, hook) -> _HookHandle:
+        """Return a handle whose `remove()` undoes this: call hook(self) each time backward has added
+        this leaf's gradient into `.grad` (its gradient of that backward is then complete)."""
+        if not self.is_leaf:
+            raise GraphError("post-accumulate-grad hooks can only be registered on leaf tensors")
+        self._post_accumulate_hooks = self._post_accumulate_hooks + (hook,)
+        return _HookHandle(self, hook)
 
     def backward(self, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
         """Accumulate d self / d leaf into every leaf's `.grad` (gradient required if non-scalar)."""
@@ -322,6 +334,16 @@ class Tensor:
 
     def matmul(self, other):
         return _ops.matmul(self, other)
+
+
+class _HookHandle:
+    """What `register_post_accumulate_grad_hook` returns: `remove()` unregisters the hook."""
+
+    def __init__(self, tensor: Tensor, hook) -> None:
+        self.tensor, self.hook = tensor, hook
+
+    def remove(self) -> None:
+        self.tensor._post_accumulate_hooks = tuple(h for h in self.tensor._post_accumulate_hooks if h is not self.hook)
 
 
 def _to_array(data, dtype, device):

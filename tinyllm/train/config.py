@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tinyllm.config import JSONConfig
 from tinyllm.errors import ConfigError
+from tinyllm.validate import check_choice
 
 
 @dataclass
@@ -36,6 +37,7 @@ class TrainConfig(JSONConfig):
     tokenizer: str = "char"  # "char" or "bpe" (used when a run starts; a resumed run keeps its own)
     bpe_vocab_size: int = 512
     device: str = "cpu"
+    zero: int = 0  # with several ranks: 1 shards AdamW's moments across them (ZeRO-1), 0 keeps a full copy on each
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "log_interval", "bpe_vocab_size")
@@ -49,6 +51,7 @@ class TrainConfig(JSONConfig):
             raise ConfigError(f"TrainConfig.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.tokenizer not in ("char", "bpe"):
             raise ConfigError(f"TrainConfig.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+        check_choice("TrainConfig.zero", self.zero, (0, 1))
         if not self.lr > 0 or self.min_lr < 0:
             raise ConfigError(f"TrainConfig: lr must be > 0 and min_lr >= 0, got {self.lr} and {self.min_lr}")
 
