@@ -59,7 +59,14 @@ def train(out_dir, comm=None, dtype="float32", max_iters=STEPS, resume=False, fa
             raise RuntimeError(f"deliberate failure at step {record['step']}")
 
     trainer = Trainer(
-        tiny_gpt(dtype), TOKENIZER, corpus, TrainConfig(**settings), out_dir, callbacks=[fail], progress=False, comm=comm
+        tiny_gpt(dtype),
+        TOKENIZER,
+        corpus,
+        TrainConfig(**settings),
+        out_dir,
+        callbacks=[fail],
+        progress=False,
+        comm=comm,
     )
     if resume:
         trainer.load_checkpoint(load_checkpoint(out_dir))
@@ -68,17 +75,18 @@ def train(out_dir, comm=None, dtype="float32", max_iters=STEPS, resume=False, fa
 
 
 def main(scenario: str, out: str) -> None:
-    comm = distributed.init()
-    with distributed.abort_on_error(comm):
-        if scenario == "equivalence":  # every scenario, then the first half of the resumed run
-            for name, options in SCENARIOS.items():
-                train(f"{out}/{name}", comm, **options)
-            train(f"{out}/resumed", comm, max_iters=STEPS // 2, **HALF)
-        elif scenario == "resume":  # the second half, on another number of ranks
-            train(f"{out}/resumed", comm, resume=True, zero=1, **HALF)
-        elif scenario == "fail":
-            train(f"{out}/failed", comm, max_iters=1000, checkpoint_interval=2, fail_at=(1, 5))
-        comm.close()
+    comm = distributed.init()  # a rank that raises ends every rank (at exit, before close)
+    if scenario == "equivalence":  # every scenario, then the first half of the resumed run
+        for name, options in SCENARIOS.items():
+            train(f"{out}/{name}", comm, **options)
+        train(f"{out}/resumed", comm, max_iters=STEPS // 2, **HALF)
+    elif scenario == "resume":  # the second half on another number of ranks, with ZeRO-1, and two scenarios
+        train(f"{out}/resumed", comm, resume=True, zero=1, **HALF)
+        for name in ("float64-zero-accum-clip", "float32-accum-clip"):
+            train(f"{out}/{name}", comm, **SCENARIOS[name])
+    elif scenario == "fail":
+        train(f"{out}/failed", comm, max_iters=1000, checkpoint_interval=2, fail_at=(1, 5))
+    comm.close()
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ across the ranks (ZeRO-1). MPI is imported only when a launcher started several 
 from tinyllm.distributed.communicator import Communicator, LocalCommunicator, Pending
 from tinyllm.distributed.data_parallel import DataParallel
 from tinyllm.distributed.fake import FakeCommunicator, run_ranks
-from tinyllm.distributed.world import abort_on_error, init, launched_world_size, rank_stream_of
+from tinyllm.distributed.world import init, launched_world_size, rank_stream_of
 from tinyllm.distributed.zero import ZeroAdamW
 
 __all__ = [
     "Communicator", "DataParallel", "FakeCommunicator", "LocalCommunicator", "Pending", "ZeroAdamW",
-    "abort_on_error", "init", "launched_world_size", "rank_stream_of", "run_ranks",
+    "init", "launched_world_size", "rank_stream_of", "run_ranks",
 ]  # fmt: skip

@@ -12,6 +12,9 @@ divided by world_size on every rank, so all ranks hold bit-identical results.
 
 from __future__ import annotations
 
+import os
+import socket
+
 
 class Pending:
     """A collective under way: `wait()` returns once its buffer holds the result."""
@@ -68,8 +71,12 @@ class Communicator:
         """Stop every rank now (none is left waiting in a collective), after printing message."""
         raise NotImplementedError
 
+    def processes(self) -> list[tuple[str, int]]:
+        """Return (host name, process id) of every rank, in rank order."""
+        return [(socket.gethostname(), os.getpid())] * self.world_size
+
     def close(self) -> None:
-        """Release what the communicator holds (watchdog threads, device communicators)."""
+        """Wait for the other ranks and release what the communicator holds; call it once, at the end."""
 
     def block(self, n: int) -> tuple[int, int]:
         """Return (start, stop) of this rank's block when n items are split into world_size equal blocks."""

@@ -3,24 +3,23 @@
 Started by `mpiexec -n N python ...` (or a cluster's launcher). mpi4py passes NumPy arrays to MPI
 as raw buffers, in place where MPI allows it (`MPI.IN_PLACE`).
 
-A rank that dies must not leave the others waiting in a collective forever. MPI itself ends the
-job when a process exits abnormally, but its message names only a process id; so each rank also
-watches the next rank on its own host (`os.kill(pid, 0)` ten times a second) and, when that
-process is gone, aborts the job with a message naming the lost rank. A rank that raises aborts
-the job itself (`abort_on_error`). Ranks on other hosts are left to MPI's own clean-up.
+A rank that fails must not leave the others waiting in a collective forever. A rank that dies
+(killed, out of memory) is the launcher's to handle: `mpiexec` ends every rank at once and names
+the process id of the dead one (`processes()` maps ids to ranks). A rank whose program ends
+before `close()` (an uncaught exception, an error turned into an exit status) aborts the job at
+exit, naming itself and the error: without that, its MPI_Finalize and the other ranks' next
+collective would wait for each other forever.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
-import threading
 
 from tinyllm.distributed.communicator import Communicator, Pending
 from tinyllm.errors import DistributedError
-
-WATCH_INTERVAL = 0.1  # seconds between two looks at the watched rank
 
 
 def import_mpi():
@@ -38,12 +37,13 @@ def import_mpi():
 class MPICommunicator(Communicator):
     """The ranks of an MPI communicator (default: every process that mpiexec started)."""
 
-    def __init__(self, comm=None, watch: bool = True) -> None:
+    def __init__(self, comm=None) -> None:
         self.MPI = import_mpi()
         self.comm = comm if comm is not None else self.MPI.COMM_WORLD
         self.rank, self.world_size = self.comm.Get_rank(), self.comm.Get_size()
-        self.hosts = self.allgather_object((socket.gethostname(), os.getpid()))
-        self._watchdog = _Watchdog(self) if watch and self.world_size > 1 else None
+        self._processes = self.allgather_object((socket.gethostname(), os.getpid()))
+        self._closed = False
+        atexit.register(self._abort_unless_closed)
 
     def broadcast_(self, buffer, root: int = 0) -> None:
         self.comm.Bcast(buffer, root=root)
@@ -80,54 +80,17 @@ class MPICommunicator(Communicator):
             sys.stderr.flush()
         self.comm.Abort(code)
 
+    def processes(self) -> list[tuple[str, int]]:
+        return self._processes
+
     def close(self) -> None:
-        """Stop watching the neighbour (before any rank may exit normally), then wait for all ranks."""
-        if self._watchdog is not None:
-            self._watchdog.stop()
-            self._watchdog = None
+        """Wait for all ranks; from here on a rank may end its program."""
         self.comm.Barrier()
+        self._closed = True
 
-
-class _Watchdog:
-    """A daemon thread that aborts the job, naming the rank, when the next rank on this host is gone."""
-
-    def __init__(self, communicator: MPICommunicator) -> None:
-        host = communicator.hosts[communicator.rank][0]
-        same_host = [rank for rank, (name, _) in enumerate(communicator.hosts) if name == host]
-        self.communicator = communicator
-        self.watched = same_host[(same_host.index(communicator.rank) + 1) % len(same_host)]
-        self.pid = communicator.hosts[self.watched][1]
-        self._stopped = threading.Event()
-        self._thread = None
-        if self.watched != communicator.rank:
-            self._thread = threading.Thread(target=self._run, name="tinyllm-rank-watchdog", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(WATCH_INTERVAL):
-            if not _alive(self.pid):
-                c = self.communicator
-                c.abort(
-                    f"tinyllm: rank {self.watched} of {c.world_size} (pid {self.pid}) stopped; "
-                    f"rank {c.rank} ends the job"
-                )
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
-def _alive(pid: int) -> bool:
-    """Return whether process pid runs (a zombie, dead but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): os.kill's answer stands
-        return True
+    def _abort_unless_closed(self) -> None:
+        if self._closed or self.world_size == 1:
+            return
+        error = getattr(sys, "last_value", None)  # set when an uncaught exception ended the program
+        reason = f"{type(error).__name__}: {error}" if error is not None else "an error (see above)"
+        self.abort(f"tinyllm: rank {self.rank} of {self.world_size} stopped with {reason}; ending all ranks")

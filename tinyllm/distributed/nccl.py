@@ -79,6 +79,9 @@ class NCCLCommunicator(Communicator):
     def allgather_object(self, value) -> list:
         return self.mpi.allgather_object(value)
 
+    def processes(self) -> list[tuple[str, int]]:
+        return self.mpi.processes()
+
     def barrier(self) -> None:
         self.cupy.cuda.get_current_stream().synchronize()
         self.mpi.barrier()

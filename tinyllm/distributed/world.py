@@ -1,10 +1,8 @@
-"""Finding the world this process belongs to, and ending all of it when one rank fails."""
+"""The world this process belongs to (the ranks an MPI launcher started), and each rank's random stream."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import traceback
 
 from tinyllm.distributed.communicator import Communicator, LocalCommunicator
 
@@ -37,23 +35,6 @@ def init(device: str = "cpu") -> Communicator:
 
         return NCCLCommunicator(mpi)
     return mpi
-
-
-@contextlib.contextmanager
-def abort_on_error(comm: Communicator):
-    """Run the block; if it raises on one rank of several, print the error with the rank's number
-    and abort every rank, so that none waits forever in a collective for this one."""
-    try:
-        yield
-    except BaseException as error:
-        if comm.world_size == 1 or isinstance(error, SystemExit) and error.code in (0, None):
-            raise
-        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        comm.abort(
-            f"{detail}tinyllm: rank {comm.rank} of {comm.world_size} failed with "
-            f"{type(error).__name__}: {error}; ending all ranks"
-        )
-        raise
 
 
 def rank_stream_of(random, comm: Communicator) -> None:
