@@ -17,7 +17,8 @@ scaled by 6 * params * tokens for the 124M model) + the all-reduce time of the g
 (4 MiB each, as `DataParallel`) that backward (2/3 of compute) cannot hide. Without overlap all
 of it shows; with overlap only what exceeds backward, and at least the last bucket. The network:
 this machine's shared memory (the fit of part 2) and, as stated assumptions, 10 Gb/s Ethernet
-(alpha 20 us, 1.1 GB/s) and 100 Gb/s InfiniBand (alpha 2 us, 11 GB/s).
+(alpha 20 us, 1.1 GB/s) and 100 Gb/s InfiniBand (alpha 2 us, 11 GB/s). The compute: this engine
+(its FLOP rate measured at 1 rank, also for 124M) and, assumed, a 100 TFLOP/s accelerator node.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ PRESET = dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
 ROWS_PER_RANK = 12
 BUCKET_BYTES = 4 * 2**20
 GPT2_SMALL = dict(params=124e6, tokens_per_node=8 * 1024)  # 8 sequences of 1024 tokens per node
+ACCELERATOR_FLOPS = 100e12  # an assumed GPU-class node, to show where the network starts to matter
 NETWORKS = {  # name: (alpha seconds, bytes per second); None: the fit of this machine
     "this machine (shared memory, fitted)": None,
     "10 Gb/s Ethernet (assumed)": (20e-6, 1.1e9),
@@ -201,16 +203,18 @@ def main() -> None:
 
     one = next(r for r in runs if r["ranks"] == 1 and r["zero"] == 0)
     flops = 6 * one["params"] * one["tokens"] / one["step_s"]
-    models = {
-        f"GPT preset ({one['params'] / 1e6:.2f}M)": (one["params"], one["step_s"], one["tokens"]),
-        "GPT-2 small (124M)": (
-            GPT2_SMALL["params"],
-            6 * GPT2_SMALL["params"] * GPT2_SMALL["tokens_per_node"] / flops,
-            GPT2_SMALL["tokens_per_node"],
+    big, big_tokens = GPT2_SMALL["params"], GPT2_SMALL["tokens_per_node"]
+    models = {  # name: (parameters, compute seconds per step, tokens per node per step)
+        f"GPT preset ({one['params'] / 1e6:.2f}M), this engine": (one["params"], one["step_s"], one["tokens"]),
+        "124M, this engine": (big, 6 * big * big_tokens / flops, big_tokens),
+        f"124M, {ACCELERATOR_FLOPS / 1e12:.0f} TFLOP/s node (assumed)": (
+            big, 6 * big * big_tokens / ACCELERATOR_FLOPS, big_tokens
         ),
-    }
-    print(f"\ncompute per node: measured {flops / 1e9:.1f} GFLOP/s (6 * params * tokens / step time, 1 rank), "
-          "assumed the same for 124M")  # fmt: skip
+    }  # fmt: skip
+    print(
+        f"\ncompute per node: this engine {flops / 1e9:.1f} GFLOP/s measured at 1 rank (6 * params * tokens / "
+        f"step time), assumed the same for 124M; the accelerator's {ACCELERATOR_FLOPS / 1e12:.0f} TFLOP/s is assumed"
+    )
     nodes = np.array([1, 2, 4, 8, 16, 32, 64])
     networks = {name: value or fits[2] for name, value in NETWORKS.items()}
     rows = []
@@ -222,46 +226,53 @@ def main() -> None:
                             + [f"{e:.0%}" for e in compute_s / step])  # fmt: skip
     print()
     print_table(["model", "network", "overlap"] + [f"N={n}" for n in nodes], rows, title="modelled efficiency")
-    plot(nodes, models, networks, runs)
+    plot(models, networks, runs)
 
 
-def plot(nodes, models, networks, runs) -> None:
+def plot(models, networks, runs) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, (throughput, efficiency) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (throughput, efficiency) = plt.subplots(1, 2, figsize=(14, 5.5))
     colors = dict(zip(networks, ["tab:blue", "tab:orange", "tab:green"]))
-    fine = np.unique(np.round(np.logspace(0, math.log10(64), 60)))
-    for (model_name, (params, compute_s, tokens)), style in zip(models.items(), ["-", "--"]):
+    styles = dict(zip(models, ["-", "--", "-."]))
+    nodes = np.unique(np.round(np.logspace(0, math.log10(64), 60)))
+    for model_name, (params, compute_s, tokens) in models.items():
         for network, (alpha, bandwidth) in networks.items():
-            step = modelled_step(fine, params, compute_s, alpha, bandwidth, overlap=True)
-            label = f"{model_name}, {network}"
-            throughput.plot(fine, fine * tokens / step, style, color=colors[network], label=label)
-            efficiency.plot(fine, compute_s / step, style, color=colors[network], label=label)
-        alpha, bandwidth = networks["10 Gb/s Ethernet (assumed)"]
-        no_overlap = modelled_step(fine, params, compute_s, alpha, bandwidth, overlap=False)
-        efficiency.plot(fine, compute_s / no_overlap, style, color="tab:gray", lw=1,
-                        label=f"{model_name}, 10 Gb/s Ethernet, no overlap")  # fmt: skip
+            step = modelled_step(nodes, params, compute_s, alpha, bandwidth, overlap=True)
+            throughput.plot(nodes, nodes * tokens / step, styles[model_name], color=colors[network])
+            efficiency.plot(nodes, compute_s / step, styles[model_name], color=colors[network])
+            if model_name == list(models)[-1]:
+                no_overlap = modelled_step(nodes, params, compute_s, alpha, bandwidth, overlap=False)
+                efficiency.plot(nodes, compute_s / no_overlap, ":", color=colors[network], lw=1.2)
     measured = [r for r in runs if r["zero"] == 0]
-    throughput.plot([r["ranks"] for r in measured], [r["tokens"] / r["step_s"] for r in measured], "ks", ms=7,
-                    label="GPT preset measured here (ranks on 2 shared cores)")  # fmt: skip
+    ranks = [r["ranks"] for r in measured]
     one = measured[0]["step_s"] / measured[0]["tokens"]
-    efficiency.plot([r["ranks"] for r in measured], [one * r["tokens"] / r["step_s"] / r["ranks"] for r in measured],
-                    "ks", ms=7, label="GPT preset measured here")  # fmt: skip
+    throughput.plot(ranks, [r["tokens"] / r["step_s"] for r in measured], "ks", ms=7)
+    efficiency.plot(ranks, [one * r["tokens"] / r["step_s"] / r["ranks"] for r in measured], "ks", ms=7)
+    for rank, record in zip(ranks, measured):
+        throughput.annotate(f"{record['tokens'] / record['step_s']:.0f}", (rank, record["tokens"] / record["step_s"]),
+                            textcoords="offset points", xytext=(6, -12), fontsize=8)  # fmt: skip
     for axis in (throughput, efficiency):
         axis.set_xscale("log", base=2)
-        axis.set_xlabel("nodes (one rank each; per-node batch fixed)")
+        axis.set_xticks([1, 2, 4, 8, 16, 32, 64], labels=["1", "2", "4", "8", "16", "32", "64"])
+        axis.set_xlabel("nodes (one rank each; tokens per node per step fixed)")
         axis.grid(True, which="both", alpha=0.3)
     throughput.set_yscale("log")
     throughput.set_ylabel("tokens / s")
-    throughput.set_title("training throughput, ring all-reduce, 4 MiB buckets overlapped")
-    efficiency.set_ylabel("parallel efficiency (compute / step time)")
+    throughput.set_title("modelled throughput (ring all-reduce, 4 MiB buckets, overlapped)")
+    efficiency.set_ylabel("parallel efficiency = compute / step time")
     efficiency.set_ylim(0, 1.05)
-    efficiency.set_title("efficiency")
-    efficiency.legend(fontsize=7, loc="lower left")
-    throughput.legend(fontsize=7, loc="upper left")
+    efficiency.set_title("modelled efficiency (dotted: the accelerator node without overlap)")
+    handles = [Line2D([], [], color=c, label=n) for n, c in colors.items()]
+    handles += [Line2D([], [], color="k", ls=st, label=m) for m, st in styles.items()]
+    handles += [
+        Line2D([], [], color="k", marker="s", ls="", label="measured here: GPT preset, ranks on 2 shared cores")
+    ]
+    fig.legend(handles=handles, fontsize=9, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.13))
     save_plot(fig, "bench_distributed")
 
 
