@@ -165,7 +165,8 @@ def main() -> None:
 
     print(machine_header())
     print(f"mpiexec: {Path(sys.executable).with_name('mpiexec')}; 1 BLAS/Numba thread per rank")
-    print("note: a shared machine (other jobs ran beside this one); 4 ranks on 2 cores are oversubscribed\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"note: a shared machine (load average {load} at the start); 4 ranks on 2 cores are oversubscribed\n")
     runs = [
         launch(n, "--worker", "train", "--steps", str(args.steps), "--zero", str(z))[0]
         for z in (0, 1)

@@ -64,7 +64,8 @@ def make_optimizer(model, config: TrainConfig):
 
 
 class Trainer:
-    """Trains `model` (ids (B, T) -> logits (B, T, V)) on a Corpus; writes its log and checkpoints to out_dir."""
+    """Trains `model` (ids (B, T) -> logits (B, T, V)) on a Corpus, data-parallel over comm's ranks
+    when one is given; writes its log and checkpoints to out_dir."""
 
     def __init__(
         self,
