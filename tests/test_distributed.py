@@ -2,7 +2,8 @@
 gradient hook, bucketed gradient averaging during backward, ZeRO-1 against AdamW, and bad setups.
 The same code on real MPI ranks is tested in test_distributed_mpi.py.
 
-Models here are float64: no Numba kernel runs, so the rank threads can share the process."""
+Models here are float64, so no Numba kernel runs, and are built before the rank threads start
+(they draw from the global RNG): the threads can share the process."""
 
 import sys
 import time
@@ -106,9 +107,11 @@ def test_data_parallel_averages_gradients_in_buckets_started_during_backward():
     gpt_loss(reference, x, y).backward()
     expected = {name: p.grad.numpy() for name, p in reference.named_parameters()}
 
+    models = [tiny_gpt("float64") for _ in range(2)]  # built here: the threads would race for the global RNG
+
     def program(comm):
         counting = CountingCommunicator(comm)
-        model = tiny_gpt("float64")
+        model = models[comm.rank]
         if comm.rank == 1:  # a different start: the broadcast from rank 0 must make the replicas equal
             for p in model.parameters():
                 p.data = p.data + 1.0
@@ -151,8 +154,10 @@ def test_zero1_keeps_a_third_of_the_moments_per_rank_and_steps_as_adamw():
         optimizer.zero_grad()
     n_params = reference.num_parameters()
 
+    models = [tiny_gpt("float64") for _ in range(3)]
+
     def program(comm):
-        model = tiny_gpt("float64")
+        model = models[comm.rank]
         zero = ZeroAdamW(adamw_of(model), comm)
         rows = slice(comm.rank * 2, comm.rank * 2 + 2)
         for _ in range(3):
