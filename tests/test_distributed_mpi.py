@@ -57,8 +57,10 @@ def launch(n: int, *args: str, timeout: float = 240) -> subprocess.CompletedProc
 
 
 def start(n: int, *args: str) -> subprocess.Popen:
+    """Start mpiexec with SIGINT at its default: a shell's background job would pass it on ignored."""
     return subprocess.Popen(
         [mpiexec(), "-n", str(n), sys.executable, *args],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

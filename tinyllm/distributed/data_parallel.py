@@ -84,9 +84,6 @@ class DataParallel:
                 for param in bucket.params:
                     self._hooks.append(param.register_post_accumulate_grad_hook(self._hook_for(bucket)))
 
-    def __call__(self, *args, **kwargs):
-        return self.model(*args, **kwargs)
-
     def broadcast_parameters(self, root: int = 0) -> None:
         """Overwrite every rank's parameters with root's (bucket by bucket)."""
         for bucket in self.buckets:
