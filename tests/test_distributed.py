@@ -5,8 +5,11 @@ The same code on real MPI ranks is tested in test_distributed_mpi.py.
 Models here are float64, so no Numba kernel runs, and are built before the rank threads start
 (they draw from the global RNG): the threads can share the process."""
 
+import ctypes
 import sys
+import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -209,3 +212,111 @@ def test_a_global_batch_that_does_not_split_over_the_ranks_is_a_config_error():
     corpus = Corpus.from_text(TEXT, TOKENIZER, block_size=8)
     with pytest.raises(ConfigError, match="batch_size 8 .* 3 ranks"):
         Trainer(tiny_gpt("float32"), TOKENIZER, corpus, TrainConfig(batch_size=8), comm=ThreeRanks())
+
+
+class DeviceArray(np.ndarray):
+    """A NumPy array posing as a CuPy array: `.data.ptr` is its address, as CuPy's device pointer."""
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.ctypes.data)
+
+
+class FakeNccl:
+    """cupy.cuda.nccl on the host: each NcclCommunicator call reads and writes raw addresses, as NCCL does."""
+
+    NCCL_FLOAT16, NCCL_FLOAT32, NCCL_FLOAT64, NCCL_SUM = 6, 7, 8, 0
+    CTYPES = {7: ctypes.c_float, 8: ctypes.c_double}
+
+    def __init__(self) -> None:
+        self.groups, self.calls = {}, 0
+
+    def get_unique_id(self):
+        return (len(self.groups),)
+
+    def NcclCommunicator(self, world_size, unique_id, rank):  # noqa: N802  (CuPy's name)
+        nccl = self
+        group = self.groups.setdefault(unique_id, {"barrier": threading.Barrier(world_size), "posts": {}})
+
+        def read(pointer, count, datatype):
+            return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(nccl.CTYPES[datatype])), (count,)).copy()
+
+        def write(pointer, values, datatype):
+            target = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(nccl.CTYPES[datatype])), values.shape)
+            target[...] = values
+
+        def exchange(values):
+            nccl.calls += 1
+            group["posts"][rank] = values
+            group["barrier"].wait()
+            posts = [group["posts"][r] for r in range(world_size)]
+            group["barrier"].wait()
+            return posts
+
+        class Communicator:
+            def allReduce(self, send, receive, count, datatype, op, stream):  # noqa: N802
+                write(receive, sum(exchange(read(send, count, datatype))), datatype)
+
+            def reduceScatter(self, send, receive, count, datatype, op, stream):  # noqa: N802
+                total = sum(exchange(read(send, count * world_size, datatype)))
+                write(receive, total[rank * count : (rank + 1) * count], datatype)
+
+            def allGather(self, send, receive, count, datatype, stream):  # noqa: N802
+                write(receive, np.concatenate(exchange(read(send, count, datatype))), datatype)
+
+            def broadcast(self, send, receive, count, datatype, root, stream):
+                write(receive, exchange(read(send, count, datatype))[root], datatype)
+
+        return Communicator()
+
+
+def install_fake_cupy(monkeypatch, n_devices: int = 2):
+    """Put a CuPy with a host-side NCCL into sys.modules; return (its nccl, the list of devices put to use)."""
+    nccl, used = FakeNccl(), []
+    stream = types.SimpleNamespace(ptr=0, synchronize=lambda: None)
+    device = lambda index: types.SimpleNamespace(use=lambda: used.append(index))  # noqa: E731
+    cuda = types.SimpleNamespace(
+        Device=device,
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: n_devices),
+        get_current_stream=lambda: stream,
+        nccl=nccl,
+    )
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(ndarray=DeviceArray, cuda=cuda))
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", nccl)
+    return nccl, used
+
+
+def test_nccl_communicator_sends_device_buffers_through_nccl_and_host_buffers_through_the_host(monkeypatch):
+    from tinyllm.distributed.nccl import NCCLCommunicator
+
+    nccl, used = install_fake_cupy(monkeypatch)
+    everyone = np.stack([rank_values(r) for r in range(2)])  # (2, 12)
+
+    def on_device(values):
+        return np.array(values, dtype=np.float32).view(DeviceArray)
+
+    def program(host):
+        comm = NCCLCommunicator(host)
+        mean = on_device(rank_values(comm.rank))
+        comm.allreduce_mean_(mean)
+        shard = on_device(np.zeros(6))
+        comm.reduce_scatter_mean(on_device(rank_values(comm.rank)), shard)
+        gathered = on_device(np.zeros(12))
+        gathered[comm.rank * 6 : comm.rank * 6 + 6] = comm.rank + 1.0
+        comm.allgather_(gathered)
+        broadcast = on_device(rank_values(comm.rank))
+        comm.broadcast_(broadcast, root=1)
+        calls = nccl.calls
+        on_host = rank_values(comm.rank)
+        comm.allreduce_mean_(on_host)
+        return mean, shard, gathered, broadcast, on_host, calls, nccl.calls
+
+    for rank, (mean, shard, gathered, broadcast, on_host, calls, later) in enumerate(run_ranks(2, program)):
+        np.testing.assert_allclose(mean, everyone.mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(shard, everyone.mean(axis=0)[rank * 6 : rank * 6 + 6], rtol=1e-6)
+        assert np.array_equal(gathered, np.repeat([1.0, 2.0], 6))
+        assert np.array_equal(broadcast, rank_values(1).astype(np.float32))
+        np.testing.assert_allclose(on_host, everyone.mean(axis=0))
+        assert calls == later == 8  # 4 collectives on each of 2 ranks through NCCL; the host one did not
+    assert sorted(used) == [0, 1]  # each rank drives the GPU of its local rank

@@ -1,22 +1,23 @@
 """`NCCLCommunicator`: the same collectives on GPU arrays through NCCL (`cupy.cuda.nccl`).
 
-MPI starts the ranks and carries the setup: rank 0 makes NCCL's unique id and MPI broadcasts it;
-each rank then drives the GPU of its local rank on its host. CuPy arrays go through NCCL on the
-current stream, so each collective is ordered with the kernels around it without a host sync;
-host (NumPy) buffers, such as the loss and the stop flag, go through MPI.
+A host communicator (MPI) starts the ranks and carries the setup: rank 0 makes NCCL's unique id
+and the host communicator hands it to every rank; each rank then drives the GPU of its local rank
+on its host. CuPy arrays go through NCCL on the current stream, so each collective is ordered
+with the kernels around it without a host sync; host (NumPy) buffers, such as the loss and the
+stop flag, go through the host communicator.
 """
 
 from __future__ import annotations
 
 from tinyllm.distributed.communicator import Communicator, Pending
-from tinyllm.distributed.mpi import MPICommunicator
 from tinyllm.errors import DistributedError
 
 
 class NCCLCommunicator(Communicator):
-    """The ranks of an MPI world, exchanging CuPy arrays over NCCL; selects this rank's GPU."""
+    """The ranks of a host communicator (default: the MPI world), exchanging CuPy arrays over NCCL;
+    selects this rank's GPU."""
 
-    def __init__(self, mpi: MPICommunicator | None = None) -> None:
+    def __init__(self, host: Communicator | None = None) -> None:
         try:
             import cupy
             from cupy.cuda import nccl
@@ -24,14 +25,16 @@ class NCCLCommunicator(Communicator):
             raise DistributedError(
                 f"NCCL collectives need CuPy with NCCL ({error}); pip install 'tinyllm[gpu]'"
             ) from error
-        self.mpi = mpi if mpi is not None else MPICommunicator()
-        self.rank, self.world_size = self.mpi.rank, self.mpi.world_size
+        if host is None:
+            from tinyllm.distributed.mpi import MPICommunicator
+
+            host = MPICommunicator()
+        self.host, self.rank, self.world_size = host, host.rank, host.world_size
         self.cupy, self.nccl = cupy, nccl
-        local = self.mpi.comm.Split_type(self.mpi.MPI.COMM_TYPE_SHARED)
-        local_rank = local.Get_rank()
-        local.Free()
+        processes = host.processes()
+        local_rank = sum(name == processes[self.rank][0] for name, _ in processes[: self.rank])
         cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
-        unique_id = self.mpi.comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
+        unique_id = host.allgather_object(nccl.get_unique_id() if self.rank == 0 else None)[0]
         self.comm = nccl.NcclCommunicator(self.world_size, unique_id, self.rank)
         self._types = {"float16": nccl.NCCL_FLOAT16, "float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
 
@@ -49,13 +52,13 @@ class NCCLCommunicator(Communicator):
 
     def broadcast_(self, buffer, root: int = 0) -> None:
         if not self._on_device(buffer):
-            return self.mpi.broadcast_(buffer, root)
+            return self.host.broadcast_(buffer, root)
         pointer = buffer.data.ptr
         self.comm.broadcast(pointer, pointer, buffer.size, self._type(buffer), root, self._stream())
 
     def start_allreduce_mean_(self, buffer) -> Pending:
         if not self._on_device(buffer):
-            return self.mpi.start_allreduce_mean_(buffer)
+            return self.host.start_allreduce_mean_(buffer)
         pointer = buffer.data.ptr
         self.comm.allReduce(pointer, pointer, buffer.size, self._type(buffer), self.nccl.NCCL_SUM, self._stream())
         buffer /= self.world_size  # queued on the same stream, after the sum
@@ -63,7 +66,7 @@ class NCCLCommunicator(Communicator):
 
     def reduce_scatter_mean(self, send, receive) -> None:
         if not self._on_device(send):
-            return self.mpi.reduce_scatter_mean(send, receive)
+            return self.host.reduce_scatter_mean(send, receive)
         self.comm.reduceScatter(
             send.data.ptr, receive.data.ptr, receive.size, self._type(send), self.nccl.NCCL_SUM, self._stream()
         )
@@ -71,26 +74,26 @@ class NCCLCommunicator(Communicator):
 
     def allgather_(self, buffer) -> None:
         if not self._on_device(buffer):
-            return self.mpi.allgather_(buffer)
+            return self.host.allgather_(buffer)
         count = buffer.size // self.world_size
         own_block = buffer.data.ptr + self.rank * count * buffer.itemsize  # NCCL's in-place form
         self.comm.allGather(own_block, buffer.data.ptr, count, self._type(buffer), self._stream())
 
     def allgather_object(self, value) -> list:
-        return self.mpi.allgather_object(value)
+        return self.host.allgather_object(value)
 
     def processes(self) -> list[tuple[str, int]]:
-        return self.mpi.processes()
+        return self.host.processes()
 
     def barrier(self) -> None:
         self.cupy.cuda.get_current_stream().synchronize()
-        self.mpi.barrier()
+        self.host.barrier()
 
     def abort(self, message: str, code: int = 1) -> None:
         self.comm.abort()
-        self.mpi.abort(message, code)
+        self.host.abort(message, code)
 
     def close(self) -> None:
         self.cupy.cuda.get_current_stream().synchronize()
         self.comm.destroy()
-        self.mpi.close()
+        self.host.close()
