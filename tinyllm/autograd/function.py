@@ -161,6 +161,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         if fn is None or node._retains_grad:
             node._accumulate(node_grad)
         if fn is None:
+            for hook in node._post_accumulate_hooks:  # a leaf is visited once, after all its consumers
+                hook(node)
             continue
         if fn.clock < Writes.count:
             _check_unchanged(fn)

@@ -36,6 +36,7 @@ class TrainConfig(JSONConfig):
     tokenizer: str = "char"  # "char" or "bpe" (used when a run starts; a resumed run keeps its own)
     bpe_vocab_size: int = 512
     device: str = "cpu"
+    zero: int = 0  # with several ranks: 1 shards AdamW's moments across them (ZeRO-1), 0 keeps a full copy on each
 
     def __post_init__(self) -> None:
         """Check every field's type and range (ConfigError naming the field and the value)."""
@@ -62,6 +63,7 @@ class TrainConfig(JSONConfig):
             if self.data is not None:
                 check_str("TrainConfig.data", self.data, allow_empty=False)
             check_str("TrainConfig.device", self.device, allow_empty=False)
+            check_choice("TrainConfig.zero", self.zero, (0, 1))
 
     @property
     def decay_iters(self) -> int:
