@@ -23,6 +23,7 @@ COMMANDS = [
     "embed",
     "finetune",
     "pretrain_mlm",
+    "viz",
 ]
 
 

@@ -12,9 +12,10 @@ from tinyllm.viz.plots import (
     plot_heatmap,
     plot_logit_lens,
     plot_tokens,
+    token_pieces,
 )
 
 __all__ = [
     "dot_available", "gradient_norms", "graph_of", "logit_lens_table", "plot_attention", "plot_curves",
-    "plot_gradient_norms", "plot_heatmap", "plot_logit_lens", "plot_tokens", "render", "to_dot",
+    "plot_gradient_norms", "plot_heatmap", "plot_logit_lens", "plot_tokens", "render", "to_dot", "token_pieces",
 ]  # fmt: skip

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import ArgumentError, GraphError, UnsupportedError
+from tinyllm.validate import check_choice
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,15 @@ def graph_of(tensor: Tensor, names: dict[str, Tensor] | None = None) -> tuple[li
     return list(reversed(nodes.values())), list(reversed(edges))
 
 
-def to_dot(tensor: Tensor, names: dict[str, Tensor] | None = None, title: str | None = None) -> str:
-    """Return the Graphviz DOT source of tensor's graph (see the module docstring for the style)."""
+def to_dot(tensor: Tensor, names: dict[str, Tensor] | None = None, rankdir: str = "LR") -> str:
+    """Return the Graphviz DOT source of tensor's graph (see the module docstring for the style);
+    rankdir "LR" lays the forward pass out left to right, "TB" top to bottom."""
     nodes, edges = graph_of(tensor, names)
     lines = [
         "digraph tinyllm {",
-        "  rankdir=LR;",
+        f"  rankdir={check_choice('rankdir', rankdir, ('LR', 'TB'))};",
         '  node [fontname="Helvetica", fontsize=11, shape=box, style=rounded];',
     ]
-    if title:
-        lines.append(f'  label="{title}"; labelloc=t; fontname="Helvetica"; fontsize=13;')
     for node in nodes:
         color = "#1f77b4" if node.requires_grad else "#7f7f7f"
         style = "rounded" if node.requires_grad else "rounded,dashed"
@@ -94,11 +94,11 @@ def dot_available() -> bool:
     return shutil.which("dot") is not None
 
 
-def render(tensor_or_dot: Tensor | str, path, names: dict[str, Tensor] | None = None) -> Path:
+def render(tensor_or_dot: Tensor | str, path, names: dict[str, Tensor] | None = None, rankdir: str = "LR") -> Path:
     """Write the graph to path: DOT text for `.dot`, an image rendered by `dot` for `.svg`/`.png`.
     Return the path. UnsupportedError if an image is asked for and `dot` is not installed."""
     path = Path(path)
-    source = tensor_or_dot if isinstance(tensor_or_dot, str) else to_dot(tensor_or_dot, names)
+    source = tensor_or_dot if isinstance(tensor_or_dot, str) else to_dot(tensor_or_dot, names, rankdir)
     suffix = path.suffix.lower()
     if suffix == ".dot":
         path.write_text(source)

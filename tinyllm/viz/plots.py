@@ -196,3 +196,14 @@ def logit_lens_table(model, tokenizer, ids: list[int]) -> tuple[list[list[str]],
     top_probs = np.take_along_axis(probs, top[..., None], axis=-1)[..., 0]  # (L, T)
     top_tokens = [[tokenizer.decode([int(i)]) for i in row] for row in top]
     return top_tokens, top_probs, [tokenizer.decode([i]) for i in ids]
+
+
+def token_pieces(tokenizer, text: str) -> tuple[list[str], list[int]]:
+    """Return (pieces, ids) of text: WordPiece's sub-words (`##` marks a continuation), or for the
+    other tokenizers each id decoded on its own (a byte-level piece that is part of one
+    character shows as the replacement character)."""
+    if hasattr(tokenizer, "tokenize"):  # WordPiece
+        pieces = tokenizer.tokenize(text)
+        return pieces, tokenizer.convert_tokens_to_ids(pieces)
+    ids = tokenizer.encode(text)
+    return [tokenizer.decode([i]) for i in ids], ids
