@@ -16,10 +16,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tinyllm.autograd.grad_mode import no_grad
-from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
 from tinyllm.errors import ArgumentError, ShapeError
-from tinyllm.nn import functional as F
+from tinyllm.train.evaluate import language_model_loss
+from tinyllm.train.evaluate import perplexity as exp_of_loss
 
 
 # -- classification -----------------------------------------------------------------------------
@@ -65,9 +65,8 @@ def perplexity(model, ids) -> float:
     if len(ids) < 2:
         raise ArgumentError(f"perplexity needs at least 2 tokens (one to predict), got {len(ids)}")
     with no_grad():
-        logits = model(Tensor([ids[:-1]]))  # (1, T-1, V)
-        loss = F.cross_entropy(logits.reshape(len(ids) - 1, -1), Tensor(ids[1:]))
-    return math.exp(loss.item())
+        loss = language_model_loss(model, [ids[:-1]], [ids[1:]])
+    return exp_of_loss(loss.item())
 
 
 # -- BLEU ---------------------------------------------------------------------------------------
