@@ -41,7 +41,16 @@ from tinyllm.models.llama import Llama
 from tinyllm.nn import functional as F
 from tinyllm.nn.module import Module
 
-ACTIVATIONS = ("resid_pre", "attn.pattern", "attn_out", "resid_mid", "mlp_out", "resid_post")
+
+def _block_parts(model: Module, block: Module) -> tuple:
+    """Return where a block's activations are read: (attention output module, the attention
+    kernel's module, its number of query heads, (module, side) of resid_mid, MLP output module)."""
+    if isinstance(model, GPT):
+        return block.attn, block.attn.attend, block.attn.n_head, (block.ln_2, "input"), block.mlp
+    if isinstance(model, Llama):
+        return block.attn, block.attn.attend, block.attn.n_head, (block.mlp_norm, "input"), block.mlp
+    attention = block.attention  # BERT: post-LN, the stream is the normalized output
+    return attention.output, attention.attend, attention.n_head, (attention, "output"), block.output
 
 
 def _sites(model: Module) -> dict[str, tuple[Module, str | int]]:
@@ -49,24 +58,19 @@ def _sites(model: Module) -> dict[str, tuple[Module, str | int]]:
     first argument), "output", or, for attention patterns, the number of query heads."""
     if isinstance(model, GPT):
         blocks, first, last = model.h, model.wte, model.ln_f
-        parts = lambda b: (b.attn, b.attn.attend, b.attn.n_head, b.ln_2, "input", b.mlp)  # noqa: E731
     elif isinstance(model, Llama):
         blocks, first, last = model.layers, model.embed, model.norm
-        parts = lambda b: (b.attn, b.attn.attend, b.attn.n_head, b.mlp_norm, "input", b.mlp)  # noqa: E731
     elif isinstance(model, BERT):
         blocks, first, last = model.layers, model.embeddings, None
-        parts = lambda b: (  # noqa: E731
-            b.attention.output, b.attention.attend, b.attention.n_head, b.attention, "output", b.output
-        )  # fmt: skip
     else:
         raise UnsupportedError(f"run_with_cache knows GPT, BERT and Llama, got {type(model).__name__}")
     sites = {"embed": (first, "output")}
     for i, block in enumerate(blocks):
-        attn_out, attend, heads, mid_module, mid_side, mlp_out = parts(block)
+        attn_out, attend, heads, resid_mid, mlp_out = _block_parts(model, block)
         sites[f"blocks.{i}.resid_pre"] = (block, "input")
         sites[f"blocks.{i}.attn.pattern"] = (attend, heads)
         sites[f"blocks.{i}.attn_out"] = (attn_out, "output")
-        sites[f"blocks.{i}.resid_mid"] = (mid_module, mid_side)
+        sites[f"blocks.{i}.resid_mid"] = resid_mid
         sites[f"blocks.{i}.mlp_out"] = (mlp_out, "output")
         sites[f"blocks.{i}.resid_post"] = (block, "output")
     if last is not None:
