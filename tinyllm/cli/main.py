@@ -26,6 +26,7 @@ COMMANDS = {
     "embed": ("embed", "sentence embeddings or cosine similarities"),
     "finetune": ("finetune", "fine-tune a BERT sentiment classifier"),
     "pretrain-mlm": ("pretrain_mlm", "pretrain a small BERT with masked LM"),
+    "viz": ("viz", "pictures: computational graphs, attention maps, token pieces, the logit lens"),
 }
 
 EXAMPLES = """\

@@ -27,6 +27,7 @@ from tinyllm.backend import RANDOM
 from tinyllm.config import MAX_CONTEXT, MAX_FFN, MAX_LAYERS, MAX_VOCAB_SIZE, MAX_WIDTH, config_checks
 from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.nn import functional as F
+from tinyllm.nn.attention import DotProductAttention
 from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleList
 from tinyllm.validate import check_float, check_int, check_token_ids
@@ -148,6 +149,7 @@ class BertAttention(Module):
         self.key = Linear(C, C)
         self.value = Linear(C, C)
         self.output = Linear(C, C)
+        self.attend = DotProductAttention()
         self.norm = LayerNorm(C, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
@@ -159,7 +161,7 @@ class BertAttention(Module):
         q = self.query(flat).reshape(B, T, H, D).permute(0, 2, 1, 3)  # (B, H, T, D)
         k = self.key(flat).reshape(B, T, H, D).permute(0, 2, 1, 3)  # (B, H, T, D)
         v = self.value(flat).reshape(B, T, H, D).permute(0, 2, 1, 3)  # (B, H, T, D)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, D)
+        y = self.attend(q, k, v, mask)  # (B, H, T, D)
         y = y.permute(0, 2, 1, 3).reshape(B * T, C)  # (B*T, C)
         y = self.dropout(self.output(y))  # (B*T, C)
         return self.norm(flat + y).reshape(B, T, C)  # (B, T, C)

@@ -31,7 +31,7 @@ from tinyllm.config import MAX_CONTEXT, MAX_FFN, MAX_LAYERS, MAX_VOCAB_SIZE, MAX
 from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
-from tinyllm.nn.attention import KVCache, LayerKVCache
+from tinyllm.nn.attention import DotProductAttention, KVCache, LayerKVCache
 from tinyllm.nn.layers import Embedding, Linear, RMSNorm
 from tinyllm.nn.module import Module, ModuleList
 from tinyllm.nn.quantized import QuantizedLinear, linear_or_quantized
@@ -87,6 +87,7 @@ class GroupedQueryAttention(Module):
         H, H_kv, D = self.n_head, self.n_kv_head, self.head_dim
         self.qkv_proj = Linear(config.n_embd, (H + 2 * H_kv) * D, bias=False)
         self.o_proj = Linear(H * D, config.n_embd, bias=False)
+        self.attend = DotProductAttention()
 
     def forward(self, x: Tensor, rope: RotaryEmbedding, start: int, cache: LayerKVCache | None) -> Tensor:
         """Return the attention output (B, T, C) for x (B, T, C) at positions start .. start + T - 1."""
@@ -106,7 +107,7 @@ class GroupedQueryAttention(Module):
             y = _attend_all(q, k, v)  # (B, H_kv, G, D)
         else:
             mask = _grouped_causal_mask(x._backend, G, T, T_total)  # (G*T, T_total)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H_kv, G*T, D)
+            y = self.attend(q, k, v, mask)  # (B, H_kv, G*T, D)
         y = y.reshape(B, H, T, D).transpose(1, 2).reshape(B, T, H * D)  # (B, T, H*D)
         return self.o_proj(y)  # (B, T, C)
 
