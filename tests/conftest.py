@@ -3,7 +3,7 @@
 - `ci` (default): derandomized, so every run draws the same examples and a test that catches a
   broken engine catches it every time, not in a third of the runs; few examples per property by
   default (the whole suite fits in minutes on 2 cores), more where a test is cheap
-  (`settings(max_examples=...)` on the test, scaled by `examples` below);
+  (`settings(max_examples=strategies.examples(n))` on the test);
 - `thorough`: random examples, ten times as many, for a local deep check.
 """
 
@@ -11,8 +11,6 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-PROFILE = os.environ.get("TINYLLM_HYPOTHESIS_PROFILE", "ci")
-_SCALE = {"ci": 1, "thorough": 10}
 
 settings.register_profile(
     "ci",
@@ -29,9 +27,4 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.load_profile(PROFILE)
-
-
-def examples(n: int) -> int:
-    """Return the example count for a cheap property: n under `ci`, 10 n under `thorough`."""
-    return n * _SCALE.get(PROFILE, 1)
+settings.load_profile(os.environ.get("TINYLLM_HYPOTHESIS_PROFILE", "ci"))

@@ -4,6 +4,7 @@ hands the ops transposed, strided and broadcast views)."""
 
 from __future__ import annotations
 
+import numpy as np
 import strategies as s
 import torch
 from hypothesis import strategies as st
@@ -107,3 +108,15 @@ def test_reshape_of_an_empty_array_keeps_its_size():
     assert y.shape == (0, 1, 3)
     y.sum().backward()
     assert x.grad.shape == (0, 3)
+
+
+def test_a_float64_op_after_a_float32_one_sends_float32_gradients_back():
+    """float32 GELU (its Numba kernel takes float32 only) times a float64 constant: the float64
+    gradient of the product reaches GELU's backward as float32, as in PyTorch."""
+    values = [[-1.5, 0.25, 2.0]]
+    x = tl.tensor(values, requires_grad=True)
+    (F.gelu(x) * tl.tensor([[1.0, 2.0, 3.0]], dtype="float64")).sum().backward()
+    x_t = torch.tensor(values, requires_grad=True)
+    (torch.nn.functional.gelu(x_t) * torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)).sum().backward()
+    assert x.grad.dtype == "float32"
+    np.testing.assert_allclose(x.grad.numpy(), x_t.grad.numpy(), rtol=1e-6)
