@@ -32,6 +32,7 @@ import ast
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -107,9 +108,23 @@ TESTS = {
 # the --ci sample: mutants per module; the threshold is on the pooled score
 CI_SAMPLE = {"autograd/": 6, "ops/": 8, "optim/": 4, "io/": 3, "tokenizers/": 3}
 CI_THRESHOLD = 0.85
-FIXED_TIMEOUT = 240.0
+FIXED_TIMEOUT = 240.0  # seconds a test run of a mutant may take without a coverage pass to time it
+TIMEOUT_FACTOR = 3.0  # with one: this many times the unmutated run, plus 30 s
 
-PRELOAD = ["numpy", "scipy", "torch", "numba", "hypothesis", "hypothesis.extra.numpy", "pytest", "array_api_strict"]
+PRELOAD = [
+    "numpy",
+    "scipy",
+    "torch",
+    "numba",
+    "hypothesis",
+    "hypothesis.extra.numpy",
+    "pytest",
+    "array_api_strict",
+    "safetensors.numpy",
+    "transformers",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.bert.modeling_bert",
+]
 
 _BINOPS = {
     ast.Add: ast.Sub,
@@ -148,6 +163,7 @@ class Mutant:
     site: int  # index of the node in the module's traversal order
     variant: int  # index of the change among those of the node
     line: int
+    last_line: int  # the lines a test must run for the change to matter: line .. last_line
     kind: str
     before: str
     after: str
@@ -261,7 +277,9 @@ def enumerate_mutants(root: Path, module: str) -> list[Mutant]:
             if kind == "condition negated":
                 before, after = _short(node.test), _short(replacement.test)
             if ast.dump(node) != ast.dump(replacement):
-                mutants.append(Mutant(module, site, variant, getattr(node, "lineno", 0), kind, before, after))
+                span = node.test if kind == "condition negated" else node
+                lines = (span.lineno, span.end_lineno)
+                mutants.append(Mutant(module, site, variant, *lines, kind, before, after))
     return mutants
 
 
@@ -369,10 +387,9 @@ class _Profile:
         settings.load_profile("mutation")
 
 
-def run_tests(copy_root: Path, line: str, log: Path, timeout: float) -> tuple[str, float]:
-    """Run one pytest line against the copy in a forked child; return (passed|failed|timeout, s)."""
-    import shlex
-
+def run_tests(copy_root: Path, args: list[str], log: Path, timeout: float, coverage_file: Path | None = None):
+    """Run pytest with args against the copy in a forked child; return (passed|failed|timeout,
+    seconds). With coverage_file, record which test (node id) runs which line of tinyllm."""
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # child
@@ -387,11 +404,21 @@ def run_tests(copy_root: Path, line: str, log: Path, timeout: float) -> tuple[st
             sys.dont_write_bytecode = True
             import pytest
 
+            plugins = [_Profile()]
+            if coverage_file is not None:
+                import coverage
+
+                cov = coverage.Coverage(data_file=str(coverage_file), include=[f"{copy_root}/tinyllm/*"])
+                plugins.append(_contexts_plugin(cov))
+                cov.start()
             import tinyllm
 
             assert Path(tinyllm.__file__).is_relative_to(copy_root), tinyllm.__file__
-            args = [*shlex.split(line), "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-W", "ignore"]
-            code = int(pytest.main(args, plugins=[_Profile()]))
+            options = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", "-W", "ignore"]
+            code = int(pytest.main([*args, *options], plugins=plugins))
+            if coverage_file is not None:
+                cov.stop()
+                cov.save()
         except BaseException:  # noqa: B036 - anything the mutant raises kills it
             import traceback
 
@@ -412,6 +439,20 @@ def run_tests(copy_root: Path, line: str, log: Path, timeout: float) -> tuple[st
             os.waitpid(pid, 0)
             return "timeout", time.perf_counter() - start
         time.sleep(0.05)
+
+
+def _contexts_plugin(cov):
+    """A pytest plugin that labels coverage data with the node id of the running test."""
+    import pytest
+
+    class Contexts:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_protocol(self, item, nextitem):  # noqa: ARG002 - pytest's hook signature
+            cov.switch_context(item.nodeid)
+            yield
+            cov.switch_context("")
+
+    return Contexts()
 
 
 class Workspace:
@@ -449,34 +490,78 @@ class Workspace:
         shutil.rmtree(self.pristine, ignore_errors=True)
 
 
-def run(
-    mutants: list[Mutant], workspace: Workspace, timeout_factor: float, log_dir: Path, baseline: bool, save
-) -> None:
-    """Run every mutant's tests and set its status, calling save() after each. With `baseline`,
-    each test line is first run once on the unmutated tree (it must pass) and timed, and the
-    timeout is a multiple of that time; without (CI, where the suite itself runs them
-    unmutated), every run gets FIXED_TIMEOUT seconds."""
-    seconds_of = {}
+class TestSelection:
+    """Which tests a mutant runs: with a coverage map (the default), the tests that run one of
+    its lines on the unmutated tree, in TESTS order; a line that no test runs kills no mutant,
+    so the mutant survives without running anything. Lines run only at import (a default
+    argument, a class attribute) and Numba kernels (which coverage cannot see inside) fall back
+    to the module's whole TESTS entry, as does everything without a coverage map (CI)."""
+
+    def __init__(self, workspace: Workspace, mutants: list[Mutant], log_dir: Path, use_coverage: bool) -> None:
+        self.workspace = workspace
+        self.seconds_of: dict[str, float] = {}
+        self.covered: dict[str, dict[int, list[str]]] = {}  # module -> line -> node ids
+        self.imported: dict[str, set[int]] = {}  # module -> lines run outside any test
+        if use_coverage:
+            lines = sorted({line for m in mutants for line in tests_for(m.module, workspace.dir)})
+            for number, line in enumerate(lines):
+                self._measure(line, workspace.dir / f".coverage.{number}", log_dir / "baseline.log")
+
+    def _measure(self, line: str, data_file: Path, log: Path) -> None:
+        import coverage
+
+        result, seconds = run_tests(self.workspace.dir, shlex.split(line), log, 3600, coverage_file=data_file)
+        if result != "passed":
+            sys.exit(f"the unmutated tests fail: {line} (see {log})")
+        self.seconds_of[line] = seconds
+        print(f"baseline {seconds:6.1f} s  {line}", flush=True)
+        data = coverage.CoverageData(basename=str(data_file))
+        data.read()
+        package = self.workspace.dir / "tinyllm"
+        for filename in data.measured_files():
+            module = Path(filename).relative_to(package).as_posix()
+            for lineno, contexts in data.contexts_by_lineno(filename).items():
+                tests = [c for c in contexts if c]
+                self.covered.setdefault(module, {}).setdefault(lineno, []).extend(tests)
+                if "" in contexts:
+                    self.imported.setdefault(module, set()).add(lineno)
+
+    def runs_for(self, mutant: Mutant) -> list[tuple[list[str], float]]:
+        """Return the pytest runs (arguments, timeout) for a mutant."""
+        lines = tests_for(mutant.module, self.workspace.dir)
+        whole = [(shlex.split(line), self._timeout([line])) for line in lines]
+        if not self.seconds_of:
+            return whole
+        span = range(mutant.line, mutant.last_line + 1)
+        by_line = self.covered.get(mutant.module, {})
+        tests = list(dict.fromkeys(t for n in span for t in by_line.get(n, [])))
+        if not tests:
+            imported = any(n in self.imported.get(mutant.module, ()) for n in span)
+            return whole if imported or mutant.module.startswith("kernels/") else []
+        order = {line.split()[0]: rank for rank, line in enumerate(lines)}
+        tests.sort(key=lambda t: order.get(t.split("::")[0], len(order)))
+        return [(tests, self._timeout(lines))]
+
+    def _timeout(self, lines: list[str]) -> float:
+        if not self.seconds_of:
+            return FIXED_TIMEOUT
+        return TIMEOUT_FACTOR * sum(self.seconds_of.get(line, 60.0) for line in lines) + 30
+
+
+def run(mutants: list[Mutant], workspace: Workspace, log_dir: Path, use_coverage: bool, save) -> None:
+    """Run every mutant's tests and set its status, calling save() after each."""
+    selection = TestSelection(workspace, mutants, log_dir, use_coverage)
     for number, mutant in enumerate(mutants, 1):
-        lines = tests_for(mutant.module, workspace.dir)
-        for line in lines:
-            if baseline and line not in seconds_of:
-                result, seconds = run_tests(workspace.dir, line, log_dir / "baseline.log", 1800)
-                if result != "passed":
-                    sys.exit(f"the unmutated tests fail: {line} (see {log_dir / 'baseline.log'})")
-                seconds_of[line] = seconds
-                print(f"baseline {seconds:6.1f} s  {line}", flush=True)
+        runs = selection.runs_for(mutant)
         workspace.apply(mutant)
         start = time.perf_counter()
-        mutant.status = "survived"
+        mutant.status = "survived" if runs else "not run by any test"
         try:
-            for line in lines:
-                log = log_dir / f"mutant-{number:04d}.log"
-                timeout = timeout_factor * seconds_of[line] + 20 if baseline else FIXED_TIMEOUT
-                result, _ = run_tests(workspace.dir, line, log, timeout)
+            for args, timeout in runs:
+                result, _ = run_tests(workspace.dir, args, log_dir / f"mutant-{number:04d}.log", timeout)
                 if result != "passed":
                     mutant.status = "killed" if result == "failed" else "timeout"
-                    mutant.killed_by = line
+                    mutant.killed_by = " ".join(args[:3]) + (" ..." if len(args) > 3 else "")
                     break
         finally:
             workspace.restore(mutant)
@@ -492,17 +577,17 @@ def report(mutants: list[Mutant]) -> dict[str, tuple[int, int]]:
     for group in GROUPS:
         ran = [m for m in mutants if m.group == group]
         if ran:
-            killed = sum(m.status != "survived" for m in ran)
+            killed = sum(m.status in ("killed", "timeout") for m in ran)
             scores[group] = (killed, len(ran))
             print(f"| {group} | {len(ran)} | {killed} | {killed / len(ran):.0%} |")
     killed = sum(k for k, _ in scores.values())
     total = sum(n for _, n in scores.values())
     print(f"| all | {total} | {killed} | {killed / max(total, 1):.0%} |")
-    survivors = [m for m in mutants if m.status == "survived"]
+    survivors = [m for m in mutants if m.status not in ("killed", "timeout")]
     if survivors:
         print("\nsurviving mutants:")
         for m in survivors:
-            print("  " + m.describe())
+            print(f"  {m.describe()}" + ("  (no test runs this line)" if m.status != "survived" else ""))
     return scores
 
 
@@ -514,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=GROUPS, help="module groups to mutate (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ci", action="store_true", help=f"the CI sample; exit 1 under {CI_THRESHOLD:.0%}")
-    parser.add_argument("--timeout-factor", type=float, default=3.0, help="timeout = factor x unmutated time + 20 s")
+    parser.add_argument(
+        "--no-coverage", action="store_true", help="run each mutant's whole TESTS entry (no coverage pass first)"
+    )
     parser.add_argument("--json", type=Path, help="write every mutant and its result here")
     parser.add_argument("--list", action="store_true", help="print the sampled mutants and exit")
     parser.add_argument("--logs", type=Path, help="keep the pytest output of every mutant here")
@@ -534,11 +621,7 @@ def main(argv: list[str] | None = None) -> int:
             print("  " + m.describe())
         return 0
 
-    for name in PRELOAD:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
+    _preload()
     os.environ.update(TINYLLM_HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1")
     workspace = Workspace(args.root)
     log_dir = args.logs or workspace.dir / "logs"
@@ -549,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps([asdict(m) for m in chosen if m.status], indent=1))
 
     try:
-        run(chosen, workspace, args.timeout_factor, log_dir, not args.ci, save)
+        run(chosen, workspace, log_dir, not (args.ci or args.no_coverage), save)
     finally:
         workspace.close()
     scores = report(chosen)
@@ -559,6 +642,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nCI: {killed}/{total} killed = {killed / total:.0%} (threshold {CI_THRESHOLD:.0%})")
         return 0 if killed >= CI_THRESHOLD * total else 1
     return 0
+
+
+def _preload() -> None:
+    """Import the libraries every test run needs and compile one tiny Numba function, so that
+    each forked child starts with them loaded (Numba's first compile sets up LLVM: seconds)."""
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    import numba
+    import numpy
+
+    @numba.njit(cache=False)
+    def total(values):
+        result = 0.0
+        for value in values:
+            result += value
+        return result
+
+    total(numpy.ones(2))
+    numba.vectorize(["float32(float32)"])(lambda value: value + 1)
 
 
 def _has_gpu() -> bool:

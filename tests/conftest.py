@@ -11,7 +11,6 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-
 settings.register_profile(
     "ci",
     max_examples=12,

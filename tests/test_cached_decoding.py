@@ -7,6 +7,7 @@ middle of the cache) is reached in every size."""
 from __future__ import annotations
 
 import functools
+
 import numpy as np
 import strategies as s
 import torch

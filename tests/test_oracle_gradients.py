@@ -166,13 +166,13 @@ def test_rope_tables_follow_the_formula_at_far_positions():
 
 def test_rotary_embedding_rotates_pairs_half_a_head_apart_by_position():
     """RotaryEmbedding(x, start) against the rotation written out with transformers'
-    rotate_half: x * cos + rotate_half(x) * sin, at positions start .. start + T - 1."""
+    rotate_half: x * cos + rotate_half(x) * sin, at positions start .. start + length - 1."""
     from transformers.models.llama.modeling_llama import rotate_half
 
-    head_dim, start, T = 8, 5, 6
+    head_dim, start, length = 8, 5, 6
     rope = RotaryEmbedding(head_dim, 32, base=1000.0)
-    x = np.random.default_rng(0).standard_normal((2, 3, T, head_dim)).astype(np.float32)
-    angles = np.arange(start, start + T)[:, None] * 1000.0 ** (-np.arange(0, head_dim, 2) / head_dim)
+    x = np.random.default_rng(0).standard_normal((2, 3, length, head_dim)).astype(np.float32)
+    angles = np.arange(start, start + length)[:, None] * 1000.0 ** (-np.arange(0, head_dim, 2) / head_dim)
     cos = torch.from_numpy(np.cos(np.concatenate([angles, angles], -1))).float()
     sin = torch.from_numpy(np.sin(np.concatenate([angles, angles], -1))).float()
     expected = torch.from_numpy(x) * cos + rotate_half(torch.from_numpy(x)) * sin
