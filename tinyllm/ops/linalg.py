@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.grad_mode import is_grad_enabled
 from tinyllm.autograd.tensor import Tensor
@@ -17,8 +19,9 @@ def _swap_last(xp, a):
 
 
 def _rows(xp, a):
-    """Return a (..., k) as a 2-d (rows, k) array: a view when a is contiguous."""
-    return xp.reshape(a, (-1, a.shape[-1]))
+    """Return a (..., k) as a 2-d (rows, k) array: a view when a is contiguous. The row count is
+    spelled out: with k = 0, -1 would be ambiguous."""
+    return xp.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
 
 
 class MatMul(Function):
