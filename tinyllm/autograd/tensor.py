@@ -418,8 +418,6 @@ def _to_array(data, dtype, device, copy: bool = True):
     return backend, backend.from_host(host if dtype is None else host.astype(dtype, copy=False))
 
 
-from tinyllm import ops as _ops  # noqa: E402  (Tensor's methods are thin calls into the op library)
-
 # The methods that are an op with the tensor as its first argument: `x.sum(dim=1)` is
 # `ops.sum(x, dim=1)`. Each name is the op of that name unless mapped to another below.
 _METHOD_OPS = (
@@ -430,7 +428,15 @@ _METHOD_OPS = (
     "var zero_"
 ).split()
 _METHOD_ALIASES = {"clamp": "clip", "view": "reshape", "multiply": "mul", "divide": "div", "subtract": "sub"}
-for _name in _METHOD_OPS:
-    setattr(Tensor, _name, getattr(_ops, _name))
-for _name, _op in _METHOD_ALIASES.items():
-    setattr(Tensor, _name, getattr(_ops, _op))
+
+
+def install_methods(ops) -> None:
+    """Give Tensor its op methods (the table above); the op library calls this once it is loaded,
+    whichever of the two modules a program imports first."""
+    for name in _METHOD_OPS:
+        setattr(Tensor, name, getattr(ops, name))
+    for name, op in _METHOD_ALIASES.items():
+        setattr(Tensor, name, getattr(ops, op))
+
+
+from tinyllm import ops as _ops  # noqa: E402  (Tensor's operators are thin calls into the op library)

@@ -7,6 +7,9 @@ elementwise, activations, reductions, sorting, shape, linalg, losses, normalizat
 convert makes tensors and casts them, random draws them, inplace changes them in place.
 """
 
+import sys
+
+from tinyllm.autograd.tensor import install_methods as _install_methods
 from tinyllm.ops.activations import dropout, gelu, log_softmax, relu, silu, softmax
 from tinyllm.ops.convert import (
     arange,
@@ -150,3 +153,5 @@ __all__ = [
     "transpose", "tril", "triu", "unbind", "unflatten", "uniform_", "unsqueeze", "var", "where",
     "zero_", "zeros", "zeros_like",
 ]  # fmt: skip
+
+_install_methods(sys.modules[__name__])
