@@ -70,7 +70,13 @@ _SMALL_LLAMA = "small or rotate or rotated or unpermuted"
 # module (path under tinyllm/, or a folder prefix) -> test runs, fastest-killing first; the most
 # specific key wins. Each entry is a pytest argument line; a missing test file is skipped.
 TESTS = {
-    "autograd/": ["tests/test_autograd.py", *_OPS_TESTS[:5], "tests/test_errors.py", "tests/test_oracle_gradients.py"],
+    "autograd/": [
+        "tests/test_autograd.py",
+        "tests/test_tensor_methods.py",
+        *_OPS_TESTS[:5],
+        "tests/test_errors.py",
+        "tests/test_oracle_gradients.py",
+    ],
     "ops/elementwise.py": ["tests/test_ops_elementwise.py", *_OPS_TESTS],
     "ops/activations.py": ["tests/test_ops_nn.py", "tests/test_kernels_norm_act.py", *_OPS_TESTS],
     "ops/reductions.py": ["tests/test_ops_reductions.py", *_OPS_TESTS],
