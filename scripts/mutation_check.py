@@ -86,6 +86,7 @@ TESTS = {
     "ops/normalization.py": ["tests/test_ops_nn.py", "tests/test_kernels_norm_act.py", *_OPS_TESTS],
     "ops/linalg.py": ["tests/test_ops_nn.py", "tests/test_kernels_matmul.py", *_OPS_TESTS],
     "ops/losses.py": ["tests/test_ops_nn.py", *_OPS_TESTS],
+    "ops/convert.py": ["tests/test_ops_shape.py", *_OPS_TESTS],
     "ops/embedding.py": ["tests/test_ops_nn.py", *_OPS_TESTS],
     "ops/": [
         *_OPS_TESTS,
