@@ -657,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     _preload()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated run still removes its copy
     os.environ.update(TINYLLM_HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1")
     workspace = Workspace(args.root)
     log_dir = args.logs or workspace.dir / "logs"
