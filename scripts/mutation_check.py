@@ -61,7 +61,7 @@ _OPS_TESTS = [
     "tests/test_ops_reductions.py",
     "tests/test_ops_shape.py",
     "tests/test_ops_nn.py",
-    "tests/test_ops_views.py",
+    "tests/test_ops_edge_shapes.py",
     "tests/test_autograd.py",
     "tests/test_errors.py",
 ]
@@ -70,13 +70,30 @@ _SMALL_LLAMA = "small or rotate or rotated or unpermuted"
 # module (path under tinyllm/, or a folder prefix) -> test runs, fastest-killing first; the most
 # specific key wins. Each entry is a pytest argument line; a missing test file is skipped.
 TESTS = {
-    "autograd/": ["tests/test_autograd.py", *_OPS_TESTS[:5], "tests/test_errors.py"],
+    "autograd/": [
+        "tests/test_autograd.py",
+        "tests/test_tensor_methods.py",
+        *_OPS_TESTS[:5],
+        "tests/test_errors.py",
+        "tests/test_oracle_gradients.py",
+    ],
+    "autograd/tensor.py": ["tests/test_tensor_methods.py", "tests/test_autograd.py", *_OPS_TESTS[:5]],
     "ops/elementwise.py": ["tests/test_ops_elementwise.py", *_OPS_TESTS],
     "ops/activations.py": ["tests/test_ops_nn.py", "tests/test_kernels_norm_act.py", *_OPS_TESTS],
     "ops/reductions.py": ["tests/test_ops_reductions.py", *_OPS_TESTS],
     "ops/shape.py": ["tests/test_ops_shape.py", *_OPS_TESTS],
     "ops/attention.py": ["tests/test_attention.py", "tests/test_errors.py"],
-    "ops/": [*_OPS_TESTS, "tests/test_kernels_matmul.py", "tests/test_kernels_norm_act.py"],
+    "ops/normalization.py": ["tests/test_ops_nn.py", "tests/test_kernels_norm_act.py", *_OPS_TESTS],
+    "ops/linalg.py": ["tests/test_ops_nn.py", "tests/test_kernels_matmul.py", *_OPS_TESTS],
+    "ops/losses.py": ["tests/test_ops_nn.py", *_OPS_TESTS],
+    "ops/convert.py": ["tests/test_ops_shape.py", *_OPS_TESTS],
+    "ops/embedding.py": ["tests/test_ops_nn.py", *_OPS_TESTS],
+    "ops/": [
+        *_OPS_TESTS,
+        "tests/test_kernels_matmul.py",
+        "tests/test_kernels_norm_act.py",
+        "tests/test_oracle_gradients.py",
+    ],
     "kernels/attention_cpu.py": ["tests/test_attention.py"],
     "kernels/attention_reference.py": ["tests/test_attention.py"],
     "kernels/matmul_cpu.py": ["tests/test_kernels_matmul.py", "tests/test_ops_nn.py"],
@@ -95,10 +112,13 @@ TESTS = {
         "tests/test_attention.py",
         "tests/test_generate.py",
     ],
-    "nn/rope.py": ["tests/test_rope.py", f"tests/test_llama.py -k '{_SMALL_LLAMA}'"],
+    "nn/rope.py": [
+        "tests/test_oracle_gradients.py -k 'rope or rotary or llama'",
+        f"tests/test_llama.py -k '{_SMALL_LLAMA}'",
+    ],
     "io/gguf.py": [f"tests/test_llama.py -k '{_SMALL_LLAMA} or gguf'", "tests/test_gguf_tokenizer.py"],
     "io/": ["tests/test_checkpoint.py", "tests/test_optim.py -k 'checkpoint or state'"],
-    "tokenizers/wordpiece.py": ["tests/test_wordpiece.py"],
+    "tokenizers/wordpiece.py": ["tests/test_wordpiece.py", "tests/test_wordpiece_hard_cases.py"],
     "tokenizers/gguf_tokenizer.py": ["tests/test_gguf_tokenizer.py"],
     "tokenizers/chat_template.py": ["tests/test_gguf_tokenizer.py", "tests/test_chat.py"],
     "tokenizers/gpt2_tokenizer.py": ["tests/test_gpt2_import.py"],
@@ -106,7 +126,7 @@ TESTS = {
 }
 
 # the --ci sample: mutants per module; the threshold is on the pooled score
-CI_SAMPLE = {"autograd/": 4, "ops/": 4, "optim/": 3, "io/": 2, "tokenizers/": 2}
+CI_SAMPLE = {"autograd/": 3, "ops/": 3, "optim/": 2, "io/": 1, "tokenizers/": 1}
 CI_THRESHOLD = 0.85
 FIXED_TIMEOUT = 240.0  # seconds a test run of a mutant may take without a coverage pass to time it
 TIMEOUT_FACTOR = 3.0  # with one: this many times the unmutated run, plus 30 s
@@ -608,6 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write every mutant and its result here")
     parser.add_argument("--list", action="store_true", help="print the sampled mutants and exit")
+    parser.add_argument(
+        "--rerun", type=Path, help="run again the mutants that survived in this --json file (whole TESTS entries)"
+    )
     parser.add_argument("--logs", type=Path, help="keep the pytest output of every mutant here")
     args = parser.parse_args(argv)
 
@@ -619,6 +642,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         per_group = None if args.all else {group: args.per_module for group in groups}
     chosen = sample(mutants, per_group, args.seed)
+    if args.rerun:
+        survived = {
+            (m["module"], m["kind"], m["before"], m["after"], m["variant"])
+            for m in json.loads(args.rerun.read_text())
+            if m["status"] not in ("killed", "timeout")
+        }
+        chosen = [m for m in mutants if (m.module, m.kind, m.before, m.after, m.variant) in survived]
+        args.no_coverage = True
     print(f"{len(chosen)} of {len(mutants)} mutants (seed {args.seed}, CUDA kernels {'in' if with_cuda else 'out'})")
     if args.list:
         for m in chosen:
@@ -626,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     _preload()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated run still removes its copy
     os.environ.update(TINYLLM_HYPOTHESIS_PROFILE="ci", PYTHONDONTWRITEBYTECODE="1")
     workspace = Workspace(args.root)
     log_dir = args.logs or workspace.dir / "logs"
