@@ -112,7 +112,7 @@ def test_arrays_saved_for_backward_are_released_after_backward():
     x = tl.tensor(np.linspace(-1, 1, 6).reshape(2, 3), requires_grad=True)
     w = tl.tensor(np.ones((3, 4)), requires_grad=True)
     hidden = F.gelu(x @ w).tanh()
-    loss = F.log_softmax(F.layer_norm(hidden, tl.ones(4), tl.zeros(4)), axis=-1).mean()
+    loss = F.log_softmax(F.layer_norm(hidden, (4,), tl.ones(4), tl.zeros(4)), axis=-1).mean()
     hidden_ref = weakref.ref(hidden)
     del hidden
     saved = saved_arrays_of_graph(loss, [x, w])

@@ -88,7 +88,7 @@ def test_where_and_masked_fill_with_a_misfit_mask_name_both_shapes():
         lambda a, b: F.masked_fill(a, b > 0, 0.0),
         lambda a, b: a[tl.tensor([0], device=b.device)],
         lambda a, b: tl.cat([a, b]),
-        lambda a, b: F.layer_norm(a, b[0], b[0]),
+        lambda a, b: F.layer_norm(a, (2,), b[0], b[0]),
         lambda a, b: F.embedding(tl.tensor([0, 1], device=a.device), b),
     ],
 )
@@ -160,7 +160,7 @@ def test_shape_ops_name_the_shapes_they_cannot_use():
         (lambda: x.split([1, 1], axis=1), "[1, 1]"),
         (lambda: x.sum(axis=2), "dim 2"),
         (lambda: F.softmax(x, axis=-3), "dim -3"),
-        (lambda: F.layer_norm(x, tl.ones(2), tl.zeros(2)), "(2,)"),
+        (lambda: F.layer_norm(x, (2,), tl.ones(2), tl.zeros(2)), "(2,)"),
     ]
     for make, expected in cases:
         with pytest.raises(tl.ShapeError, match=re.escape(expected)):

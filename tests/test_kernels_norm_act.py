@@ -43,7 +43,7 @@ def test_layer_norm_kernel_matches_the_reference(shape, data):
     x = x + np.linspace(0, 1, width, dtype=np.float32)  # no row of equal values (zero variance)
     weight = data.draw(hnp.arrays(np.float32, (width,), elements=floats))
     bias = data.draw(hnp.arrays(np.float32, (width,), elements=floats))
-    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w, b, 1e-5), [x, weight, bias], atol=2e-4)
+    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w.shape, w, b, 1e-5), [x, weight, bias], atol=2e-4)
 
 
 def test_the_kernels_run_only_where_they_apply():
@@ -59,7 +59,7 @@ def test_the_kernels_run_only_where_they_apply():
 def test_layer_norm_kernel_takes_a_strided_input():
     x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32).T  # (4, 6), not contiguous
     weight, bias = np.linspace(0.5, 1.5, 6, dtype=np.float32), np.zeros(6, np.float32)
-    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w, b, 1e-5), [x, weight, bias], atol=2e-5)
+    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w.shape, w, b, 1e-5), [x, weight, bias], atol=2e-5)
 
 
 def test_gelu_kernel_is_the_exact_erf_form():

@@ -21,8 +21,8 @@ LAYERS = [
     {"ops"},
     {"nn"},
     {"models"},
-    {"tokenizers", "data", "io"},
-    {"optim", "train"},
+    {"tokenizers", "data", "io", "utils"},
+    {"optim", "train", "distributed", "metrics", "viz"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -1,27 +1,53 @@
 """`Optimizer`: parameter groups, per-parameter state, and a state dict that checkpoints can store.
 
-Updates work on raw backend arrays (`param.array`, `param.grad.array`) outside autograd. Each
-parameter's state (moments, its step count) is keyed by the parameter's index across all groups,
-as in PyTorch, so a state dict needs no object identities and maps onto a rebuilt model.
+The constructor takes PyTorch's forms: an iterable of parameters, or of groups (dicts with
+"params" and any hyper-parameters that differ from the defaults). Updates work on raw backend
+arrays (`param.array`, `param.grad.array`) outside autograd. Each parameter's state (moments, its
+step count) is keyed by the parameter's index across all groups, as in PyTorch's state dict, so a
+state dict needs no object identities and maps onto a rebuilt model.
 """
 
 from __future__ import annotations
 
+from tinyllm.autograd.grad_mode import enable_grad
+from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
-from tinyllm.errors import CheckpointError, ConfigError
+from tinyllm.errors import ArgumentError, CheckpointError, ConfigError, UnsupportedError
+from tinyllm.validate import check_float
 
 
 class Optimizer:
-    """Base class: subclasses implement `_update(param, grad, state, group)` on raw arrays."""
+    """Base class: subclasses implement `_update(param, grad, state, group)` on raw arrays and
+    `_check_group(group)` for their hyper-parameters."""
 
     def __init__(self, params, defaults: dict) -> None:
+        if isinstance(params, Tensor):
+            raise ArgumentError("params must be an iterable of Tensors or of dicts, got a single Tensor")
         params = list(params)
         if not params:
             raise ConfigError("an optimizer needs at least one parameter, got none")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = dict(defaults)
-        self.param_groups = [{**self.defaults, **group, "params": list(group["params"])} for group in groups]
+        self.param_groups: list[dict] = []
         self.state: dict[int, dict] = {}
+        for group in params if isinstance(params[0], dict) else [{"params": params}]:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Append a group of parameters, filling the hyper-parameters it does not set from the defaults."""
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for group in self.param_groups for p in group["params"]}
+        if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
+            raise ArgumentError("some parameters appear in more than one parameter group (or twice in one)")
+        group = {**self.defaults, **param_group, "params": params}
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group: dict) -> None:
+        check_float("lr", group["lr"], minimum=0.0)
+        for name in ("capturable", "differentiable"):
+            if group.get(name):
+                raise UnsupportedError(f"{type(self).__name__} does not support the argument {name!r}")
 
     def _indexed(self):
         """Yield (index, param, group) for every parameter, indices running across the groups."""
@@ -31,15 +57,30 @@ class Optimizer:
                 yield index, param, group
                 index += 1
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every gradient (set_to_none) or fill it with zeros."""
         for _, param, _ in self._indexed():
-            param.grad = None
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad = Tensor._wrap(
+                    param.grad._backend.xp.zeros_like(param.grad.array), param.grad._backend, False, None
+                )
 
-    def step(self) -> None:
-        """Update every parameter that has a gradient, once."""
+    def step(self, closure=None):
+        """Update every parameter that has a gradient, once; return closure() if given (it is
+        called first, with gradients enabled, to recompute the loss)."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         for index, param, group in self._indexed():
             if param.grad is not None:
-                self._update(param, param.grad.array, self.state.setdefault(index, {}), group)
+                grad = param.grad.array
+                if group.get("maximize"):
+                    grad = -grad
+                self._update(param, grad, self.state.setdefault(index, {}), group)
+        return loss
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         raise NotImplementedError

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from tinyllm.errors import ArgumentError
 from tinyllm.optim.optimizer import Optimizer
+from tinyllm.validate import check_float
 
 
 class SGD(Optimizer):
-    """v <- momentum v + (1 - dampening) g;  p <- p - lr v  (or lr (g + momentum v) with Nesterov)."""
+    """v <- momentum v + (1 - dampening) g;  p <- p - lr v  (or lr (g + momentum v) with Nesterov).
+
+    `maximize` ascends instead; `foreach` and `fused` choose an implementation in PyTorch and are
+    accepted as they are.
+    """
 
     def __init__(
         self,
         params,
-        lr: float = 1e-2,
+        lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
         super().__init__(
             params,
@@ -25,8 +36,20 @@ class SGD(Optimizer):
                 "dampening": dampening,
                 "weight_decay": weight_decay,
                 "nesterov": nesterov,
+                "maximize": maximize,
+                "foreach": foreach,
+                "differentiable": differentiable,
+                "fused": fused,
             },
         )
+
+    def _check_group(self, group: dict) -> None:
+        super()._check_group(group)
+        momentum = check_float("momentum", group["momentum"], minimum=0.0)
+        dampening = check_float("dampening", group["dampening"])
+        check_float("weight_decay", group["weight_decay"], minimum=0.0)
+        if group["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise ArgumentError("nesterov momentum needs momentum > 0 and dampening = 0")
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         if group["weight_decay"]:
