@@ -313,3 +313,14 @@ def test_unknown_torch_arguments_raise_unsupported_error_naming_them(device):
         tl.softmax(x, dim=0, stable=True)
     with pytest.raises(tl.ArgumentError, match="both 'axis' and 'dim'"):
         x.mean(axis=0, dim=0)
+
+
+def test_normalize_dim_accepts_numpy_integers_and_rejects_bools_and_floats():
+    from tinyllm.ops.signature import normalize_dim, normalize_dims
+
+    assert normalize_dim(np.int64(-1), 3) == 2 and normalize_dims(np.int32(1), 2) == (1,)
+    assert normalize_dims((-1, 0), 3) == (0, 2) and normalize_dims(0, 0) == ()
+    with pytest.raises(tl.ArgumentError, match="integer"):
+        normalize_dim(True, 3)
+    with pytest.raises(tl.ArgumentError, match="twice"):
+        normalize_dims((0, -2), 2)
