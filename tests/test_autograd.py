@@ -103,7 +103,8 @@ def saved_arrays_of_graph(root: tl.Tensor, leaves: list[tl.Tensor]) -> list[weak
         if fn is None or id(fn) in seen:
             continue
         seen.add(id(fn))
-        refs += [weakref.ref(v) for v in vars(fn).values() if isinstance(v, np.ndarray) and id(v) not in leaf_ids]
+        saved = [v for value in vars(fn).values() for v in (value if isinstance(value, tuple) else (value,))]
+        refs += [weakref.ref(v) for v in saved if isinstance(v, np.ndarray) and id(v) not in leaf_ids]
         stack += list(fn.inputs)
     return refs
 
