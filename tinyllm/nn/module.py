@@ -304,7 +304,8 @@ class Module:
             host = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
             if tuple(host.shape) != tensor.shape:
                 raise ShapeError(f"{name}: state dict shape {tuple(host.shape)} != model shape {tensor.shape}")
-            tensor.array = tensor._backend.from_host(np.ascontiguousarray(host, dtype=tensor.numpy().dtype))
+            with no_grad():
+                tensor.copy_(Tensor(host))
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:
