@@ -4,12 +4,13 @@ import tinyllm as tl
 import tinyllm.nn.functional as F
 
 x = tl.tensor([[1.0, 2.0]], requires_grad=True)
-y = F.softmax(x @ x.T * 2.0, axis=-1).sum()
+y = F.softmax(x @ x.T * 2.0, dim=-1).sum()
 y.backward()
 x.grad
 """
 
 from tinyllm.autograd import Function, Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from tinyllm.autograd.dtypes import DTYPES, DType, device
 from tinyllm.autograd.gradcheck import gradcheck
 from tinyllm.backend import cuda_is_available, default_device
 from tinyllm.errors import (
@@ -52,6 +53,7 @@ from tinyllm.ops import (
     exp,
     eye,
     flatten,
+    from_dlpack,
     from_numpy,
     full,
     full_like,
@@ -115,8 +117,10 @@ from tinyllm.ops import (
 
 __version__ = "0.1.0"
 
-float16, float32, float64 = "float16", "float32", "float64"
-int32, int64, bool_ = "int32", "int64", "bool"
+float16, float32, float64 = DTYPES["float16"], DTYPES["float32"], DTYPES["float64"]
+int8, int16, int32, int64, uint8 = DTYPES["int8"], DTYPES["int16"], DTYPES["int32"], DTYPES["int64"], DTYPES["uint8"]
+bool = bool_ = DTYPES["bool"]  # noqa: A001 - torch.bool
+half, float, double, long, int = float16, float32, float64, int64, int32  # noqa: A001 - PyTorch's aliases
 
 __all__ = [
     "abs",
@@ -130,6 +134,7 @@ __all__ = [
     "ArgumentError",
     "as_tensor",
     "bmm",
+    "bool",
     "bool_",
     "cat",
     "CheckpointError",
@@ -145,8 +150,11 @@ __all__ = [
     "cumsum",
     "DataError",
     "default_device",
+    "device",
+    "double",
     "DeviceError",
     "div",
+    "DType",
     "DTypeError",
     "empty",
     "empty_like",
@@ -154,21 +162,28 @@ __all__ = [
     "exp",
     "eye",
     "flatten",
+    "float",
     "float16",
     "float32",
     "float64",
+    "from_dlpack",
     "from_numpy",
     "full",
     "full_like",
     "Function",
     "gather",
     "gradcheck",
+    "half",
     "GraphError",
     "inference_mode",
+    "int",
+    "int8",
+    "int16",
     "int32",
     "int64",
     "is_grad_enabled",
     "linspace",
+    "long",
     "log",
     "log_softmax",
     "logsumexp",
@@ -227,6 +242,7 @@ __all__ = [
     "triu",
     "unbind",
     "unflatten",
+    "uint8",
     "unsqueeze",
     "utils",
     "UnsupportedError",

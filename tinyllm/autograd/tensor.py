@@ -10,6 +10,7 @@ then the second call adds its gradients to `.grad` again (gradients accumulate, 
 
 from __future__ import annotations
 
+from tinyllm.autograd.dtypes import DTYPES, DType, device
 from tinyllm.backend import FLOAT_DTYPES, Backend, backend_of, get_backend, np
 from tinyllm.errors import DeviceError, DTypeError, GraphError, ShapeError
 
@@ -59,13 +60,14 @@ class Tensor:
         return self.array.ndim
 
     @property
-    def dtype(self) -> str:
-        """The dtype name: "float32", "float64", "int64", "bool", ... (compare with tl.float32)."""
-        return self._backend.dtype_name(self.array)
+    def dtype(self) -> DType:
+        """The dtype, tl.float32, tl.int64, ...; equal to its name ("float32") as well."""
+        return DTYPES[self._backend.dtype_name(self.array)]
 
     @property
-    def device(self) -> str:
-        return self._backend.name
+    def device(self) -> device:
+        """The device, tl.device("cpu"), ...; equal to its name ("cpu") as well."""
+        return device(self._backend.name)
 
     @property
     def data(self) -> Tensor:
@@ -113,6 +115,10 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return self.dtype in FLOAT_DTYPES
 
+    def element_size(self) -> int:
+        """Return the bytes per element."""
+        return self.dtype.itemsize
+
     def __len__(self) -> int:
         if self.ndim == 0:
             raise ShapeError("len() of a 0-d tensor")
@@ -121,7 +127,7 @@ class Tensor:
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
-        return f"tensor({body}, dtype={self.dtype}, device={self.device!r}{grad})"
+        return f"tensor({body}, dtype={self.dtype}, device={str(self.device)!r}{grad})"
 
     # -- autograd -------------------------------------------------------------------------------
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -176,6 +182,13 @@ class Tensor:
         """NumPy's view of the numbers: np.asarray(t) is an array of them, not of Tensors."""
         host = self._backend.to_host(self.array)
         return host if dtype is None else host.astype(dtype, copy=False)
+
+    def __dlpack__(self, **kwargs):
+        """Export the storage through DLPack (torch.from_dlpack(t), np.from_dlpack(t)), shared, not copied."""
+        return self.array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.array.__dlpack_device__()
 
     def tolist(self):
         return self.numpy().tolist()

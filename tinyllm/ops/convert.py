@@ -59,6 +59,20 @@ def from_numpy(array) -> Tensor:
     return as_tensor(array, device="cpu")
 
 
+_DLPACK_DEVICES = {1: "cpu", 2: "cuda"}  # DLPack's kDLCPU and kDLCUDA
+
+
+def from_dlpack(array) -> Tensor:
+    """Return a tensor sharing the memory of any DLPack array (NumPy, CuPy, torch) on the CPU or a GPU."""
+    if not hasattr(array, "__dlpack_device__"):
+        raise DTypeError(f"from_dlpack() needs an object with __dlpack__, got {type(array).__name__}")
+    kind = array.__dlpack_device__()[0]
+    if kind not in _DLPACK_DEVICES:
+        raise DeviceError(f"from_dlpack(): DLPack device type {kind} has no tinyllm device")
+    backend = get_backend(_DLPACK_DEVICES[kind])
+    return Tensor._wrap(backend.xp.from_dlpack(array), backend, False, None)
+
+
 def scalar_like(value, like: Tensor) -> Tensor:
     """Return `value` as a tensor on like's device; a Python scalar takes like's dtype (a float
     beside an integer tensor becomes float32)."""

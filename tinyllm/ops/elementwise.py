@@ -21,6 +21,8 @@ def _pair(a, b) -> tuple[Tensor, Tensor]:
         if isinstance(b, Tensor):
             if a.array.shape != b.array.shape:
                 _check_broadcastable(a.array.shape, b.array.shape)
+                if (a.array.ndim == 0) != (b.array.ndim == 0) and a.array.dtype != b.array.dtype:
+                    return _zero_dim_follows(a, b)
             return a, b
         if isinstance(b, float) and a.dtype not in FLOAT_DTYPES:
             a = astype(a, "float32")  # an integer tensor and a Python float meet in float32, as in PyTorch
@@ -28,6 +30,15 @@ def _pair(a, b) -> tuple[Tensor, Tensor]:
     if isinstance(a, float) and b.dtype not in FLOAT_DTYPES:
         b = astype(b, "float32")
     return scalar_like(a, b), b
+
+
+def _zero_dim_follows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """PyTorch's promotion: a 0-d tensor beside a tensor with dims of the same kind (float or
+    integer) takes that tensor's dtype (float16 * a float32 0-d tensor stays float16)."""
+    scalar, other = (a, b) if a.array.ndim == 0 else (b, a)
+    if (scalar.dtype in FLOAT_DTYPES) == (other.dtype in FLOAT_DTYPES) and "bool" not in (scalar.dtype, other.dtype):
+        scalar = astype(scalar, other.dtype)
+    return (scalar, other) if a.array.ndim == 0 else (other, scalar)
 
 
 def _check_broadcastable(shape_a: tuple, shape_b: tuple) -> None:
