@@ -1,17 +1,22 @@
-"""SmolLM2-135M generation speed on the CPU: tinyllm vs transformers (fp32), side by side.
+"""SmolLM2-135M generation speed on the CPU: tinyllm (float32, and decoding from the quantized
+blocks) vs transformers (fp32), each in its own process.
 
-    flock /tmp/tinyllm-bench.lock python benchmarks/bench_generate.py [--prompt-tokens 64]
-        [--new-tokens 32] [--threads N] [--profile]
+    python benchmarks/bench_generate.py [--rounds 3] [--prompt-tokens 64] [--new-tokens 32]
+        [--threads N] [--profile]
 
-Both engines load the same GGUF file (SmolLM2-135M-Instruct.Q4_1.gguf, dequantized to float32).
-First the results are checked: prefill logits within 1e-3 and identical greedy tokens. Then:
+All load the same GGUF file (SmolLM2-135M-Instruct.Q4_1.gguf). transformers and tinyllm's
+default model dequantize it to float32; `Llama.from_gguf(path, quantized=True)` also keeps the
+Q4_1/Q8_0 blocks and decodes from them (nn/quantized.py). Each engine runs in its own process,
+the processes taken in turn (`--rounds` times). Before timing, the transformers process checks
+prefill logits within 1e-3 and identical greedy tokens against tinyllm, and the quantized process
+checks its greedy tokens against tinyllm's float32 ones. Then:
 - prefill: one forward pass over the prompt, tokens/s = prompt tokens / time;
 - decode with the KV cache: greedy steps of one token after a prefill (prefill not timed);
 - decode without a cache: each step runs the whole sequence so far.
 Decode at batch 1 is a chain of (1, C) @ (C, N) matrix-vector products (about 540 MB of float32
-weights read per token, the 49152 x 576 output head included), so it is bound by memory
-bandwidth plus the per-op overhead of some 30 ops per layer x 30 layers. `--profile` prints
-tinyllm's time per op class for one decode step.
+weights read per token, the 49152 x 576 output head included, ~100 MB of blocks), so it is bound
+by memory bandwidth plus the per-op overhead of some 30 ops per layer x 30 layers. `--profile`
+prints tinyllm's time per op class for one decode step.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine_header, print_table, save_plot  # noqa: E402
+from benchmarks.common import alternate, load_line, machine_header, print_table, report, save_plot, set_threads  # noqa: E402
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEXT = (
@@ -37,22 +43,23 @@ TEXT = (
 )
 
 
-def load_models(directory: Path):
+ENGINES = ["tinyllm", "tinyllm (quantized decode)", "transformers"]
+
+
+def load_tinyllm(directory: Path, quantized: bool = False):
+    from tinyllm.models.llama import Llama
+
+    return Llama.from_gguf(directory / GGUF_NAME, quantized=quantized)
+
+
+def load_transformers(directory: Path):
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
 
-    from tinyllm.models.llama import Llama
-
     logging.disable_progress_bar()
     logging.set_verbosity_error()
-    start = time.perf_counter()
-    ours = Llama.from_gguf(directory / GGUF_NAME)
-    ours_load = time.perf_counter() - start
-    start = time.perf_counter()
-    theirs = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
-    theirs_load = time.perf_counter() - start
-    return ours, theirs, ours_load, theirs_load
+    return AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
 
 
 class TinyllmRunner:
@@ -117,18 +124,19 @@ def greedy(runner, ids: list[int], new_tokens: int) -> list[int]:
     return out
 
 
-def time_prefill(runner, ids, repeat: int) -> float:
+def time_prefill(runner, ids, repeat: int) -> list[float]:
+    """Return the seconds of `repeat` prefills after a warm-up."""
     runner.prefill(ids)
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
         runner.prefill(ids)
         samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return samples
 
 
-def time_decode(runner, ids, new_tokens: int, repeat: int) -> float:
-    """Return the median seconds per cached decode step (greedy, prefill not timed)."""
+def time_decode(runner, ids, new_tokens: int, repeat: int) -> list[float]:
+    """Return the seconds per cached decode step (greedy, prefill not timed) of `repeat` runs."""
     samples = []
     for _ in range(repeat + 1):
         logits, cache = runner.prefill(ids)
@@ -137,17 +145,17 @@ def time_decode(runner, ids, new_tokens: int, repeat: int) -> float:
         for _ in range(new_tokens):
             token = int(np.argmax(runner.step(token, cache)))
         samples.append((time.perf_counter() - start) / new_tokens)
-    return statistics.median(samples[1:])
+    return samples[1:]
 
 
-def time_decode_without_cache(runner, ids, new_tokens: int) -> float:
+def time_decode_without_cache(runner, ids, new_tokens: int) -> list[float]:
     """Return the mean seconds per step when each step recomputes the whole sequence."""
     sequence = list(ids)
     runner.full(sequence)
     start = time.perf_counter()
     for _ in range(new_tokens):
         sequence.append(int(np.argmax(runner.full(sequence))))
-    return (time.perf_counter() - start) / new_tokens
+    return [(time.perf_counter() - start) / new_tokens]
 
 
 def profile_decode_step(model, ids) -> None:
@@ -186,82 +194,120 @@ def profile_decode_step(model, ids) -> None:
     )
 
 
+def run_worker(engine: str, args) -> None:
+    """Check one engine, then time it in this process and report its samples."""
+    from tinyllm.hub import download
+    from tinyllm.kernels import tune_for_training
+
+    tune_for_training()  # what the CLI does: the allocator policy and sleeping Numba threads
+    directory = download("smollm2", quiet=True)
+    start = time.perf_counter()
+    if engine == "transformers":
+        model = load_transformers(directory)
+        runner = TransformersRunner(model)
+    else:
+        model = load_tinyllm(directory, quantized=engine != "tinyllm")
+        runner = TinyllmRunner(model)
+    load_s = time.perf_counter() - start
+    set_threads(args.threads)
+    reference = TinyllmRunner(load_tinyllm(directory)) if engine != "tinyllm" else None
+    tokenizer = (reference or runner).model.tokenizer
+    ids = (tokenizer.encode(TEXT) * 8)[: args.prompt_tokens]
+    check = ""
+    if reference is not None:  # correctness first: the same greedy tokens (and logits) as tinyllm fp32
+        difference = float(np.abs(runner.prefill(ids)[0] - reference.prefill(ids)[0]).max())
+        same = greedy(runner, ids, 8) == greedy(reference, ids, 8)
+        check = (
+            f"{engine} vs tinyllm fp32: prefill logits max |difference| {difference:.2e}, greedy tokens equal: {same}"
+        )
+        if difference > 1e-3 or not same:
+            raise SystemExit(f"{check}; not timing")
+        del reference
+    report(
+        {
+            "prefill": time_prefill(runner, ids, args.repeat),
+            "decode": time_decode(runner, ids, args.new_tokens, args.repeat),
+            "uncached": time_decode_without_cache(runner, ids, args.no_cache_tokens),
+            "load_s": load_s,
+            "prompt": len(ids),
+            "check": check,
+        }
+    )
+    if args.profile and engine != "transformers":
+        profile_decode_step(model, ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="processes per engine, taken in turn")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--no-cache-tokens", type=int, default=8, help="steps timed without a KV cache")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="timed prefills and decodes per process")
     parser.add_argument("--threads", type=int, default=None, help="BLAS, Numba and torch threads (default: as set)")
     parser.add_argument("--profile", action="store_true", help="print tinyllm's time per op of a decode step")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        import torch  # noqa: F401  (imported first, so that set_threads limits it too)
 
-    import torch
-    from threadpoolctl import threadpool_limits
+        run_worker(args.worker, args)
+        return
 
-    from tinyllm.hub import download
-
-    if args.threads is not None:
-        import numba
-
-        threadpool_limits(args.threads)
-        torch.set_num_threads(args.threads)
-        numba.set_num_threads(args.threads)
     print(machine_header())
-    ours, theirs, ours_load, theirs_load = load_models(download("smollm2", quiet=True))
-    print(f"load from GGUF: tinyllm {ours_load:.1f} s, transformers {theirs_load:.1f} s")
-    ids = (ours.tokenizer.encode(TEXT) * 8)[: args.prompt_tokens]
-    runners = [TinyllmRunner(ours), TransformersRunner(theirs)]
-
-    # correctness first: the same logits and the same greedy tokens
-    difference = np.abs(runners[0].prefill(ids)[0] - runners[1].prefill(ids)[0]).max()
-    tokens = [greedy(runner, ids, 8) for runner in runners]
-    print(f"check: prefill logits max |difference| {difference:.2e}; greedy tokens equal: {tokens[0] == tokens[1]}")
-    if difference > 1e-3 or tokens[0] != tokens[1]:
-        raise SystemExit("tinyllm and transformers disagree; not timing")
-
-    results = {}
-    for runner in runners:
-        prefill = time_prefill(runner, ids, args.repeat)
-        decode = time_decode(runner, ids, args.new_tokens, args.repeat)
-        uncached = time_decode_without_cache(runner, ids, args.no_cache_tokens)
-        results[runner.name] = (len(ids) / prefill, 1 / decode, 1 / uncached)
-    base = results["transformers"]
+    extra = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k not in ("rounds", "worker", "profile") and v is not None
+    ]
+    results = alternate(__file__, ENGINES, args.rounds, extra)
+    for engine in ENGINES:
+        if results[engine]["check"]:
+            print("check: " + results[engine]["check"])
+    prompt = results["tinyllm"]["prompt"]
+    speeds = {
+        engine: (
+            prompt / statistics.median(result["prefill"]),
+            1 / statistics.median(result["decode"]),
+            1 / statistics.median(result["uncached"]),
+        )
+        for engine, result in results.items()
+    }
+    base = speeds["transformers"]
     rows = []
     for index, mode in enumerate(["prefill", "decode, KV cache", "decode, no cache"]):
-        for name, speeds in results.items():
-            rows.append(
-                [
-                    mode,
-                    name,
-                    speeds[index],
-                    1e3 / speeds[index] * (len(ids) if index == 0 else 1),
-                    speeds[index] / base[index],
-                ]
-            )
+        for engine in ENGINES:
+            speed = speeds[engine][index]
+            per_call = 1e3 / speed * (prompt if index == 0 else 1)
+            rows.append([mode, engine, speed, per_call, speed / base[index]])
     print_table(
         ["phase", "engine", "tokens/s", "ms per call", "x transformers"],
         rows,
-        title=f"\nSmolLM2-135M fp32, batch 1, prompt {len(ids)} tokens, {args.new_tokens} cached / "
-        f"{args.no_cache_tokens} uncached decode steps (median of {args.repeat})",
+        title=f"\nSmolLM2-135M, batch 1, prompt {prompt} tokens, {args.new_tokens} cached / "
+        f"{args.no_cache_tokens} uncached decode steps: medians over {args.rounds} processes per engine "
+        f"x {args.repeat} runs, processes alternated; {load_line()} at the end",
     )
-    speedup = results["tinyllm"][1] / results["tinyllm"][2]
-    print(f"tinyllm: KV cache speeds decoding up {speedup:.1f}x at this length")
+    loads = ", ".join(f"{engine} {results[engine]['load_s']:.1f} s" for engine in ENGINES)
+    print(f"load from GGUF (last process): {loads}")
     if args.profile:
-        profile_decode_step(ours, ids)
+        subprocess.run([sys.executable, __file__, "--worker", "tinyllm (quantized decode)", *extra, "--profile"])
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    colors = ["tab:blue", "tab:green", "tab:orange"]
     for index, (axis, title) in enumerate(zip(axes, ["prefill", "decode (KV cache)", "decode (no cache)"])):
-        names = list(results)
-        axis.bar(names, [results[name][index] for name in names], color=["tab:blue", "tab:orange"])
+        values = [speeds[engine][index] for engine in ENGINES]
+        axis.bar([e.replace(" (", "\n(") for e in ENGINES], values, color=colors)
+        for position, value in enumerate(values):
+            axis.text(position, value, f"{value / base[index]:.2f}x", ha="center", va="bottom", fontsize=8)
         axis.set_title(title)
         axis.set_ylabel("tokens/s")
-    fig.suptitle("SmolLM2-135M on the CPU, fp32, batch 1")
+        axis.tick_params(axis="x", labelsize=8)
+    fig.suptitle("SmolLM2-135M on the CPU, batch 1 (ratios: x transformers fp32)")
     save_plot(fig, "bench_generate")
 
 

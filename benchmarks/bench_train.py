@@ -1,17 +1,19 @@
 """GPT training step and generation: tinyllm (per attention kernel) vs its PyTorch twin.
 
-    flock /tmp/tinyllm-bench.lock python benchmarks/bench_train.py [--iters 30] [--threads 2]
+    python benchmarks/bench_train.py [--rounds 4] [--iters 10] [--threads 2] [--profile]
 
 Part 1, the training step of the `shakespeare-char` preset (n_layer 4, n_head 4, n_embd 128,
-block 64, batch 12, vocab 65, dropout 0): forward + cross-entropy + backward + AdamW step,
-ms/iteration and tokens/s, on random tokens (timing does not depend on the text). tinyllm runs
-once per attention kernel (the array-level reference and the fused Numba kernel); the PyTorch
-twin (tests/torch_gpt.py) runs the same config with the same weights and the same AdamW. Before
-timing, the logits of every tinyllm variant are checked against the twin's.
+batch 12, vocab 65, dropout 0) at block 64 (the preset) and 256: forward + cross-entropy +
+backward + AdamW step, ms/iteration and tokens/s, on random tokens (timing does not depend on the
+text). Each implementation runs in its own process, the processes taken in turn (A B C A B C ...,
+`--rounds` times, `--iters` timed steps each after a warm-up): tinyllm once per attention kernel
+(the array-level reference and the fused Numba kernel; "auto" picks the reference at block 64 and
+the fused kernel at 256), and the PyTorch twin (tests/torch_gpt.py) with the same config, the same
+weights and the same AdamW. The twin's process first checks its logits against tinyllm's.
 
 Part 2, generation: tokens/s sampling 256 new tokens from a 1-token prompt, with and without the
 KV cache, for the preset width with a 512-token context (so that 256 tokens fit without
-cropping), after checking that cached and uncached logits agree.
+cropping), after checking that cached and uncached logits agree (tinyllm alone, one process).
 """
 
 # ruff: noqa: N803, N806 - B, T: the field's names for tensor sizes (STYLE.md)
@@ -27,36 +29,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from benchmarks.common import Timing, machine_header, print_table, save_plot, time_once  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    alternate,
+    load_line,
+    machine_header,
+    measure,
+    print_table,
+    report,
+    save_plot,
+    set_threads,
+    summarize,
+    time_once,
+)
 
 PRESET = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
 BATCH = 12
 LR, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
 NEW_TOKENS = 256
-
-
-def measure_interleaved(functions: dict, warmup: int, repeat: int, block: int = 5) -> dict:
-    """Return {name: Timing} over `repeat` calls of each function, taken in rounds of `block`
-    calls per function, so that all of them see the same stretches of machine load.
-
-    Each function's block starts with one untimed call: torch's OpenMP threads and OpenBLAS's
-    threads spin for a while after their work, and would otherwise slow the next block's first call.
-    """
-    import statistics
-    import time
-
-    for _ in range(warmup):
-        for fn in functions.values():
-            fn()
-    samples = {name: [] for name in functions}
-    while min(len(runs) for runs in samples.values()) < repeat:
-        for name, fn in functions.items():
-            fn()
-            for _ in range(block):
-                start = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - start)
-    return {name: Timing(statistics.median(runs), min(runs), max(runs), len(runs)) for name, runs in samples.items()}
+BLOCKS = (64, 256)
+WORKERS = {"tinyllm (reference attention)": "reference", "tinyllm (numba attention)": "numba", "pytorch (twin)": None}
+GPU_WORKERS = {"tinyllm cuda (reference attention)": "reference", "tinyllm cuda (cuda attention)": "cuda"}
 
 
 def random_batches(n: int, batch: int, block: int, vocab: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -66,17 +58,6 @@ def random_batches(n: int, batch: int, block: int, vocab: int, seed: int = 0) ->
         ids = rng.integers(0, vocab, size=(batch, block + 1))
         out.append((ids[:, :-1], ids[:, 1:]))
     return out
-
-
-def tinyllm_variants() -> list[tuple[str, str]]:
-    """Return the (device, attention kernel) pairs to time: reference and Numba on the CPU, and
-    reference and numba.cuda on a GPU when one is present."""
-    import tinyllm as tl
-
-    variants = [("cpu", "reference"), ("cpu", "numba")]
-    if tl.cuda_is_available():
-        variants += [("cuda", "reference"), ("cuda", "cuda")]
-    return variants
 
 
 def tinyllm_step(model, batches, device: str = "cpu"):
@@ -122,7 +103,10 @@ def torch_step(twin, batches):
     return step
 
 
-def bench_training(iters: int) -> list[list]:
+def run_worker(name: str, block: int, iters: int) -> None:
+    """Time `iters` training steps of one implementation in this process and report the samples."""
+    import time
+
     import torch
     from torch_gpt import TorchGPT
 
@@ -130,79 +114,82 @@ def bench_training(iters: int) -> list[list]:
     from tinyllm import kernels
     from tinyllm.models import GPT, GPTConfig
 
-    config = GPTConfig(**PRESET)
-    tokens_per_iter = BATCH * config.block_size
-    batches = random_batches(8, BATCH, config.block_size, config.vocab_size)
+    kernels.tune_for_training()
+    config = GPTConfig(**{**PRESET, "block_size": block})
+    batches = random_batches(8, BATCH, block, config.vocab_size)
     tl.manual_seed(0)
-    reference_state = GPT(config).state_dict()
-    twin = TorchGPT(config)
-    twin.load_tinyllm_state(reference_state)
-    x0 = batches[0][0]
-    expected = twin(torch.from_numpy(x0)).detach().numpy()
+    model = GPT(config)
+    attention = {**WORKERS, **GPU_WORKERS}[name]
+    device = "cuda" if name in GPU_WORKERS else "cpu"
+    if attention is None:
+        twin = TorchGPT(config)
+        twin.load_tinyllm_state(model.state_dict())
+        with tl.no_grad(), kernels.use(attention="reference"):
+            expected = model(tl.tensor(batches[0][0])).numpy()
+        error = float(np.abs(twin(torch.from_numpy(batches[0][0])).detach().numpy() - expected).max())
+        assert error < 1e-4, f"the torch twin's logits differ from tinyllm's by {error}"
+        del model
+        step, compile_s = torch_step(twin, batches), 0.0
+        run = lambda: step().item()  # noqa: E731
+    else:
+        model.to(device)
+        with kernels.use(attention=attention):
+            compile_s = time_once(lambda: model(tl.tensor(batches[0][0], device=device)).numpy())
+        step = tinyllm_step(model, batches, device)
+        error = 0.0
 
-    steps, checks = {}, {}
-    for device, kernel in tinyllm_variants():
-        with kernels.use(attention=kernel):
-            model = GPT(config)
-            model.load_state_dict(reference_state)
-            model.to(device)
-            x0_device = tl.tensor(x0, device=device)
-            compile_s = time_once(lambda m=model, x=x0_device: m(x).numpy())
-            error = float(np.abs(model(x0_device).numpy() - expected).max())
-            assert error < 1e-4, f"tinyllm ({device}, {kernel}) logits differ from the torch twin by {error}"
-        name = f"tinyllm {device} ({kernel} attention)"
-        steps[name] = _with_kernel(kernel, tinyllm_step(model, batches, device))
-        checks[name] = (compile_s, error)
-    torch_train_step = torch_step(twin, batches)
-    steps["pytorch cpu (twin)"] = lambda: torch_train_step().item()
-    checks["pytorch cpu (twin)"] = (0.0, 0.0)
-    timings = measure_interleaved(steps, warmup=3, repeat=iters)
+        def run():
+            with kernels.use(attention=attention):
+                return step().item()
 
-    baseline = timings["pytorch cpu (twin)"]
-    rows = []
-    for name, timing in timings.items():
-        compile_s, error = checks[name]
-        rows.append(
-            [
-                name,
-                timing.median * 1e3,
-                timing.low * 1e3,
-                f"{timing.spread():.0%}",
-                tokens_per_iter / timing.median,
-                timing.median / baseline.median,
-                timing.low / baseline.low,
-                compile_s,
-                f"{error:.1e}",
-            ]
+    for _ in range(3):
+        run()
+    samples = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    q = np.zeros((BATCH, PRESET["n_head"], block, PRESET["n_embd"] // PRESET["n_head"]), np.float32)
+    auto = kernels.choose("attention", q, q)
+    auto_name = next(name for name, module in kernels.FAMILIES["attention"].items() if module is auto)
+    report({"samples": samples, "compile_s": compile_s, "error": error, "auto": auto_name})
+
+
+def bench_training(rounds: int, iters: int, threads: int | None) -> dict[int, list[list]]:
+    """Return {block: table rows} of the training step, each implementation in its own process."""
+    tables = {}
+    extra = ["--iters", str(iters)] + (["--threads", str(threads)] if threads else [])
+    import tinyllm as tl
+
+    workers = {**WORKERS, **(GPU_WORKERS if tl.cuda_is_available() else {})}
+    for block in BLOCKS:
+        results = alternate(__file__, list(workers), rounds, extra + ["--block", str(block)])
+        timings = {name: summarize(result["samples"]) for name, result in results.items()}
+        baseline = timings["pytorch (twin)"]
+        auto = results["tinyllm (reference attention)"]["auto"]
+        rows = []
+        for name, timing in timings.items():
+            label = name + (" = auto" if name in WORKERS and WORKERS[name] == auto else "")
+            rows.append(
+                [
+                    label,
+                    timing.median * 1e3,
+                    timing.low * 1e3,
+                    f"{timing.spread():.0%}",
+                    BATCH * block / timing.median,
+                    timing.median / baseline.median,
+                    results[name]["compile_s"],
+                ]
+            )
+        print_table(
+            ["implementation", "ms/iter", "best ms", "spread", "tokens/s", "time vs torch", "first call s"],
+            rows,
+            title=f"\ntraining step (fwd + bwd + AdamW), preset {PRESET | {'block_size': block}}, batch {BATCH}: "
+            f"{threads or 'default'} threads, median and best of {rounds} processes x {iters} steps each, processes "
+            f"alternated; {load_line()} at the end",
         )
-    print_table(
-        [
-            "implementation",
-            "ms/iter",
-            "best ms",
-            "spread",
-            "tokens/s",
-            "time vs torch",
-            "best vs torch",
-            "first call s",
-            "max |dlogits|",
-        ],
-        rows,
-        title=f"\ntraining step (fwd + bwd + AdamW), preset {PRESET}, batch {BATCH}, median and best of {iters} "
-        "(implementations interleaved in blocks of 5)",
-    )
-    return rows
-
-
-def _with_kernel(kernel: str, step):
-    """Return a function running step() with the given attention kernel selected, loss synced."""
-    from tinyllm import kernels
-
-    def run():
-        with kernels.use(attention=kernel):
-            return step().item()
-
-    return run
+        tables[block] = rows
+    return tables
 
 
 def op_breakdown(repeat: int) -> list[list]:
@@ -290,7 +277,7 @@ def bench_generation(repeat: int) -> list[list]:
         use_cache: (lambda c=use_cache: model.generate([0], NEW_TOKENS, seed=0, use_cache=c))
         for use_cache in (True, False)
     }
-    timings = measure_interleaved(runs, warmup=1, repeat=repeat, block=1)
+    timings = {use_cache: measure(run, warmup=1, repeat=repeat) for use_cache, run in runs.items()}
     rows, rates = [], {}
     for use_cache, timing in timings.items():
         rates[use_cache] = NEW_TOKENS / timing.median
@@ -313,50 +300,59 @@ def bench_generation(repeat: int) -> list[list]:
     return rows
 
 
-def plot(train_rows: list[list], gen_rows: list[list]) -> None:
+def plot(tables: dict[int, list[list]], gen_rows: list[list]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [row[0] for row in train_rows]
-    positions = np.arange(len(names))
-    left.barh(positions - 0.2, [row[1] for row in train_rows], height=0.4, color="tab:blue", label="median")
-    left.barh(positions + 0.2, [row[2] for row in train_rows], height=0.4, color="tab:orange", label="best")
-    left.set_yticks(positions, names)
-    left.legend()
-    left.set_xlabel("ms per training iteration (lower is better)")
-    left.set_title("shakespeare-char preset, batch 12")
-    left.invert_yaxis()
+    fig, axes = plt.subplots(1, len(tables) + 1, figsize=(5 * (len(tables) + 1), 4))
+    for ax, (block, rows) in zip(axes, tables.items()):
+        names = [row[0].replace(" attention", "\nattention") for row in rows]
+        positions = np.arange(len(names))
+        ax.barh(positions - 0.2, [row[1] for row in rows], height=0.4, color="tab:blue", label="median")
+        ax.barh(positions + 0.2, [row[2] for row in rows], height=0.4, color="tab:orange", label="best")
+        for position, row in zip(positions, rows):
+            ax.text(row[1], position - 0.2, f" {row[5]:.2f}x torch", va="center", fontsize=8)
+        ax.set_yticks(positions, names, fontsize=8)
+        ax.legend(loc="lower right")
+        ax.set_xlabel("ms per training iteration (lower is better)")
+        ax.set_title(f"GPT preset, block {block}, batch {BATCH}")
+        ax.invert_yaxis()
+    right = axes[-1]
     right.bar([row[0] for row in gen_rows], [row[3] for row in gen_rows], color=["tab:green", "tab:gray"])
     right.set_ylabel("tokens/s (higher is better)")
-    right.set_title(f"generating {NEW_TOKENS} tokens")
+    right.set_title(f"tinyllm generating {NEW_TOKENS} tokens")
     fig.tight_layout()
     save_plot(fig, "bench_train")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=30, help="timed training iterations per implementation")
+    parser.add_argument("--rounds", type=int, default=4, help="processes per implementation, taken in turn")
+    parser.add_argument("--iters", type=int, default=10, help="timed training steps per process")
     parser.add_argument("--gen-repeat", type=int, default=3, help="timed generations per setting")
     parser.add_argument("--threads", type=int, default=None, help="threads for BLAS, Numba and torch")
     parser.add_argument("--profile", action="store_true", help="also print the time per op of tinyllm's step")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--block", type=int, default=64, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        import numba
-        import torch
-        from threadpoolctl import threadpool_limits
+    if args.worker:
+        import torch  # noqa: F401  (imported first, so that set_threads limits it too)
 
-        threadpool_limits(args.threads)
-        numba.set_num_threads(args.threads)
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
+        run_worker(args.worker, args.block, args.iters)
+        return
     print(machine_header())
-    train_rows = bench_training(args.iters)
+    tables = bench_training(args.rounds, args.iters, args.threads)
+    from tinyllm.kernels import tune_for_training
+
+    tune_for_training()
+    set_threads(args.threads)
     if args.profile:
         op_breakdown(args.iters)
     gen_rows = bench_generation(args.gen_repeat)
-    plot(train_rows, gen_rows)
+    plot(tables, gen_rows)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
-"""Shared benchmark plumbing: the machine header, a timer, a table printer and plot saving.
+"""Shared benchmark plumbing: the machine header, a timer, processes run in turn, a table printer
+and plot saving.
 
 Every benchmark first checks its result against a reference, then times with `measure` after a
 warm-up (JIT compile time is measured separately by `time_once`), and prints `machine_header()`
-so that a table always says on which CPU, BLAS and thread count it was measured.
+so that a table always says on which CPU, BLAS and thread count it was measured, and how loaded
+the machine was (`load_line`).
+
+Libraries compared with each other run in separate processes, taken in turn (A B A B ...) by
+`alternate`: PyTorch's OpenMP threads spin after its work and slow Numba's and OpenBLAS's threads
+in the same process, and the turns make every side see the same stretches of machine load.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +66,64 @@ def machine_header() -> str:
     except ImportError:
         lines.append("BLAS: unknown (pip install threadpoolctl)")
     coretype = os.environ.get("OPENBLAS_CORETYPE")
-    lines.append(f"OPENBLAS_CORETYPE={coretype or '(unset)'}")
+    lines.append(f"OPENBLAS_CORETYPE={coretype or '(unset)'}; {load_line()} at the start")
     return "\n".join(lines)
+
+
+def load_line() -> str:
+    """Return the 1-minute load average against the core count: above the core count the machine
+    was shared with other work while the benchmark ran, and absolute times are inflated."""
+    load = os.getloadavg()[0]
+    shared = " (shared machine: other work was running)" if load > 1.2 * (os.cpu_count() or 1) else ""
+    return f"load average {load:.1f} on {os.cpu_count()} cores{shared}"
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit BLAS, Numba and (if imported) torch to `threads` threads; None leaves them."""
+    if not threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    try:
+        import numba
+
+        numba.set_num_threads(threads)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+RESULT_MARK = "BENCH-RESULT "
+
+
+def report(result: dict) -> None:
+    """Print a worker process's result (samples in seconds and anything else) for `alternate`."""
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def alternate(script: str, workers: list[str], rounds: int, extra_args: list[str] = ()) -> dict[str, dict]:
+    """Return {worker: {field: value}} from running `python script --worker NAME *extra_args` for
+    each worker in turn, `rounds` times (A B A B ...): one process per run; list fields (samples)
+    are joined over the runs, other fields kept from the last run."""
+    results: dict[str, dict] = {name: {} for name in workers}
+    for round_index in range(rounds):
+        for name in workers:
+            command = [sys.executable, script, "--worker", name, *extra_args]
+            done = subprocess.run(command, capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+            if done.returncode != 0 or not lines:
+                raise RuntimeError(f"worker {name!r} failed (round {round_index}):\n{done.stdout}\n{done.stderr}")
+            for key, value in json.loads(lines[-1][len(RESULT_MARK) :]).items():
+                joined = isinstance(value, list) and key in results[name]
+                results[name][key] = results[name][key] + value if joined else value
+    return results
+
+
+def summarize(samples: list[float]) -> Timing:
+    """Return the median, min and max of samples (seconds)."""
+    return Timing(statistics.median(samples), min(samples), max(samples), len(samples))
 
 
 @dataclass

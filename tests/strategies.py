@@ -1,6 +1,7 @@
 """Hypothesis strategies for the op tests: shapes, broadcastable shapes, arrays, axes and dtypes.
 
-Arrays are float64 NumPy arrays (the factory in op_testing.py casts them per check). Shapes stay
+Shapes may have size-0 axes where a test asks (`min_side=0`, `empty_shapes`), and 0-d shapes ()
+are drawn by default. Arrays are float64 NumPy arrays (the factory in op_testing.py casts them per check). Shapes stay
 small (at most 4 per side, 3 axes by default) because the finite-difference check runs the op
 twice per element. Ops with kinks get inputs kept away from them:
 
@@ -13,6 +14,7 @@ twice per element. Ops with kinks get inputs kept away from them:
 from __future__ import annotations
 
 import math
+import os
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -23,6 +25,13 @@ MAX_DIMS = 3
 GRID_STEP = 0.1
 
 float_dtypes = st.sampled_from(["float32", "float64"])
+_SCALE = {"thorough": 10}
+
+
+def examples(n: int) -> int:
+    """Return the example count for a cheap property: n under the `ci` hypothesis profile, 10 n
+    under `thorough` (tests/conftest.py)."""
+    return n * _SCALE.get(os.environ.get("TINYLLM_HYPOTHESIS_PROFILE", "ci"), 1)
 
 
 def shapes(min_dims: int = 0, max_dims: int = MAX_DIMS, min_side: int = 1, max_side: int = MAX_SIDE):
@@ -30,10 +39,22 @@ def shapes(min_dims: int = 0, max_dims: int = MAX_DIMS, min_side: int = 1, max_s
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
 
 
-def broadcastable_shapes(n: int = 2, min_dims: int = 0, max_dims: int = MAX_DIMS, max_side: int = MAX_SIDE):
-    """Tuples of n shapes that broadcast together, e.g. ((3, 1), (2, 1, 4)) or ((), (2,))."""
+@st.composite
+def empty_shapes(draw, min_dims: int = 1, max_dims: int = MAX_DIMS, max_side: int = MAX_SIDE):
+    """Shapes with at least one size-0 axis, e.g. (0,), (3, 0), (0, 2, 1)."""
+    shape = list(draw(shapes(min_dims=max(min_dims, 1), max_dims=max_dims, min_side=0, max_side=max_side)))
+    if 0 not in shape:
+        shape[draw(st.integers(0, len(shape) - 1))] = 0
+    return tuple(shape)
+
+
+def broadcastable_shapes(
+    n: int = 2, min_dims: int = 0, max_dims: int = MAX_DIMS, max_side: int = MAX_SIDE, min_side: int = 1
+):
+    """Tuples of n shapes that broadcast together, e.g. ((3, 1), (2, 1, 4)) or ((), (2,)); with
+    min_side=0 also ((0, 1), (3,)) -> (0, 3)."""
     strategy = hnp.mutually_broadcastable_shapes(
-        num_shapes=n, min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=max_side
+        num_shapes=n, min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
     )
     return strategy.map(lambda drawn: drawn.input_shapes)
 

@@ -69,3 +69,29 @@ def test_a_message_that_cannot_fit_the_context_is_a_shape_error(smollm2):
 def test_unknown_pretrained_model_is_a_config_error():
     with pytest.raises(ConfigError, match="gpt-5"):
         load_pretrained("gpt-5")
+
+
+def test_input_that_is_not_utf8_is_replaced_not_a_crash(monkeypatch, capsys, use_loaded_model):
+    stdin = io.TextIOWrapper(io.BytesIO(b"Say \xff\xfe only yes.\n"), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert main(["chat", "--temperature", "0", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().err.count(" tokens/s; prompt of ") == 1
+
+
+def test_a_message_continues_after_a_backslash_and_inside_a_block_of_triple_quotes():
+    lines = iter(["first \\", "second", '"""', "a", "b", '"""', "single"])
+    read = lambda prompt: next(lines, None)  # noqa: E731
+    assert chat_cli.read_message(read) == "first \nsecond"
+    assert chat_cli.read_message(read) == "a\nb"
+    assert chat_cli.read_message(read) == "single"
+    assert chat_cli.read_message(read) is None
+
+
+def test_sample_hides_special_tokens_and_stops_at_the_end_of_turn(capsys, use_loaded_model):
+    prompt = "<|im_start|>user\nSay only the word yes.<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        main(["sample", "--model", "smollm2", "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "40"]) == 0
+    )
+    continuation = capsys.readouterr().out[len(prompt) :]
+    assert "yes" in continuation.lower() and "<|im" not in continuation
+    assert len(continuation) < 40  # ended at <|im_end|>, long before 40 tokens

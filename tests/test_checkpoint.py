@@ -168,3 +168,33 @@ def test_any_truncation_or_flipped_byte_is_detected(tmp_path_factory, data):
     victim.write_bytes(bytes(content))
     with pytest.raises(CheckpointError):
         load_checkpoint(directory)
+
+
+# every single-bit flip of these masks, at every byte of every file, and every truncation
+FLIP_MASKS = (0x01, 0x20, 0x80)
+
+
+def test_every_truncation_and_every_flipped_bit_of_every_file_is_detected(tmp_path):
+    save_checkpoint(tmp_path, make_checkpoint())
+    folder = tmp_path / json.loads((tmp_path / MANIFEST).read_text())["folder"]
+    files = sorted([*folder.iterdir(), tmp_path / MANIFEST])
+    assert len(files) == 6
+    undetected = []
+    for victim in files:
+        original = victim.read_bytes()
+        corruptions = [(f"truncated to {n} bytes", original[:n]) for n in range(len(original))]
+        for position in range(len(original)):
+            for mask in FLIP_MASKS:
+                content = bytearray(original)
+                content[position] ^= mask
+                corruptions.append((f"byte {position} ^ {mask:#04x}", bytes(content)))
+        for what, content in corruptions:
+            victim.write_bytes(content)
+            try:
+                load_checkpoint(tmp_path)
+                undetected.append(f"{victim.name}: {what}")
+            except CheckpointError:
+                pass
+        victim.write_bytes(original)
+    assert load_checkpoint(tmp_path).step == 7
+    assert not undetected, f"{len(undetected)} corruptions loaded without error, e.g. {undetected[:5]}"

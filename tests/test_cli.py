@@ -37,7 +37,7 @@ def trained(corpus_file, tmp_path_factory):
 
 
 def test_every_config_field_has_a_flag():
-    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    train = build_parser("train")._subparsers._group_actions[0].choices["train"]
     flags = {s for action in train._actions for s in action.option_strings}
     for cls in (GPTConfig, TrainConfig):
         for field in dataclasses.fields(cls):

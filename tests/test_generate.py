@@ -9,9 +9,17 @@ from hypothesis.extra import numpy as hnp
 
 import tinyllm as tl
 from tinyllm.backend import HostRandom
-from tinyllm.errors import ConfigError, DTypeError, ShapeError
+from tinyllm.errors import ArgumentError, DTypeError, ShapeError
 from tinyllm.models import GPT, GPTConfig
-from tinyllm.models.generation import generate, sample_next, stream, top_k_filter, top_p_filter
+from tinyllm.models.generation import (
+    apply_repetition_penalty,
+    generate,
+    min_p_filter,
+    sample_next,
+    stream,
+    top_k_filter,
+    top_p_filter,
+)
 
 logit_rows = hnp.arrays(
     np.float64,
@@ -78,8 +86,8 @@ def test_sampling_follows_the_distribution():
 @pytest.mark.parametrize(
     "kwargs", [dict(temperature=-1.0), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5), dict(top_k=2.5)]
 )
-def test_bad_sampling_settings_raise_config_error(kwargs):
-    with pytest.raises(ConfigError):
+def test_bad_sampling_settings_raise_argument_error(kwargs):
+    with pytest.raises(ArgumentError):
         sample_next(np.zeros((1, 4)), **kwargs)
 
 
@@ -165,15 +173,13 @@ def test_generation_restores_training_mode():
 
 def test_bad_prompts_raise_typed_errors():
     model = small_model(8)
-    with pytest.raises(ShapeError, match="same length"):
-        generate(model, [[1, 2], [3]], 2)
     with pytest.raises(ShapeError, match="at least one token"):
         generate(model, [], 2)
     with pytest.raises(DTypeError):
         generate(model, [1.5, 2.0], 2)
     with pytest.raises(ShapeError, match="one prompt"):
         list(stream(model, [[1], [2]], 2))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ArgumentError, match="num_return_sequences"):
         generate(model, [1], 2, num_return_sequences=0)
 
 
@@ -182,3 +188,44 @@ def test_cached_generation_runs_on_the_strict_array_api_backend():
     on_cpu = model.generate([1, 2, 3], 6, temperature=0)
     model.to("strict")
     assert model.generate([1, 2, 3], 6, temperature=0) == on_cpu
+
+
+# -- daily-use options ------------------------------------------------------------------------------
+def test_prompts_of_different_lengths_get_what_each_gets_alone():
+    model = small_model(2)
+    together = model.generate([[1, 2, 3], [4], [5, 6]], 5, temperature=0)
+    alone = [model.generate(prompt, 5, temperature=0)[0] for prompt in ([1, 2, 3], [4], [5, 6])]
+    assert together == alone
+
+
+def test_generation_stops_at_the_models_end_of_sequence_token_by_default():
+    model = small_model(3)
+    (free,) = model.generate([1, 2], 8, temperature=0, stop=())
+    model.eos_token_id = free[4]
+    (stopped,) = model.generate([1, 2], 8, temperature=0)
+    assert stopped == free[: free.index(free[4], 2)]
+    assert model.generate([1, 2], 8, temperature=0, stop=()) == [free]
+
+
+def test_stop_strings_end_the_sequence_at_the_token_that_completes_them():
+    from tinyllm.tokenizers.char import CharTokenizer
+
+    tokenizer = CharTokenizer.from_text("abcdefghijklmnopqrstuvw")  # 23 letters, the model's vocab
+    model = small_model(4)
+    (free,) = model.generate([1, 2], 10, temperature=0, stop=())
+    target = tokenizer.decode(free[4:6])  # the third and fourth new tokens
+    (stopped,) = model.generate([1, 2], 10, temperature=0, stop=(), stop_strings=[target], tokenizer=tokenizer)
+    first = tokenizer.decode(free[2:]).index(target)
+    assert stopped == free[: 2 + first + len(target) - 1]
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_tokens():
+    logits = np.array([[2.0, -1.0, 3.0, -2.0]])
+    penalized = apply_repetition_penalty(logits, np.array([[0, 1, 1]]), 2.0)
+    assert penalized.tolist() == [[1.0, -2.0, 3.0, -2.0]]
+
+
+def test_min_p_keeps_the_tokens_at_least_min_p_times_as_likely_as_the_best():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    assert np.isfinite(min_p_filter(logits, 0.25)).tolist() == [[True, True, True, False]]
+    assert np.isfinite(min_p_filter(logits, 1.0)).tolist() == [[True, False, False, False]]

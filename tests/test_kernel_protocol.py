@@ -15,13 +15,16 @@ RNG = np.random.default_rng(0)
 X = RNG.standard_normal((2, 3, 8)).astype(np.float32)
 Q = RNG.standard_normal((1, 2, 600, 8)).astype(np.float32)  # 2 * 600 * 600 scores: auto picks Numba
 W = RNG.standard_normal((5, 8)).astype(np.float32)
+TARGETS = np.array([1, 7, -100, 0, 3, 3])  # one row ignored
 
 CASES = {
     "norm_act": lambda x: F.gelu(x) * 1.5 + F.layer_norm(x, (8,), tl.ones(8), tl.zeros(8)),
     "matmul": lambda x: F.linear(x, tl.tensor(W)) @ tl.tensor(W),
     "attention": lambda q: F.scaled_dot_product_attention(q, q, q, is_causal=True),
+    "cross_entropy": lambda x: F.cross_entropy(x.reshape(-1, 8), tl.tensor(TARGETS)),
 }
-INPUTS = {"norm_act": X, "matmul": X, "attention": Q}
+# the "adamw" family has no backward: tests/test_kernels_fused.py compares its kernels
+INPUTS = {"norm_act": X, "matmul": X, "attention": Q, "cross_entropy": X}
 CHOICES = {family: ["auto", *kernels.FAMILIES[family]] for family in CASES}
 for family in CHOICES:
     if "cuda" in CHOICES[family]:

@@ -22,7 +22,7 @@ LAYERS = [
     {"nn"},
     {"models"},
     {"tokenizers", "data", "io", "utils"},
-    {"optim", "train"},
+    {"optim", "train", "distributed", "metrics", "viz"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

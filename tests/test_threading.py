@@ -1,14 +1,23 @@
-"""tinyllm runs its parallel Numba kernels on the workqueue threading layer, unless told otherwise."""
+"""Importing tinyllm changes nothing process-wide; `tune_for_training()` (which the trainer and the
+CLI call) puts Numba's parallel kernels on the workqueue threading layer unless told otherwise,
+and asks glibc's malloc to keep freed memory."""
 
+import ast
 import os
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
-CODE = """
+import pytest
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+LAUNCH = """
 import numba
 import tinyllm as tl
 import tinyllm.nn.functional as F
-from tinyllm.kernels import use
+from tinyllm.kernels import tune_for_training, use
+{before}
 q = tl.randn(1, 2, 80, 16)
 with use(attention="numba"):
     F.scaled_dot_product_attention(q, q, q, is_causal=True)
@@ -16,16 +25,43 @@ print(numba.threading_layer())
 """
 
 
-def run(extra_env: dict) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"} | extra_env
-    out = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True)
+def run(code: str, extra_env: dict) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "TINYLLM_KEEP_MEMORY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env | extra_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def test_parallel_kernels_use_the_sleeping_workqueue_threads():
-    assert run({}) == "workqueue"
+def test_import_leaves_numbas_threading_layer_alone():
+    assert run(LAUNCH.format(before=""), {}) != "workqueue"  # Numba's own default (OpenMP or TBB)
+
+
+def test_tune_for_training_picks_the_sleeping_workqueue_threads():
+    assert run(LAUNCH.format(before="tune_for_training()"), {}) == "workqueue"
 
 
 def test_an_explicit_numba_threading_layer_wins():
-    assert run({"NUMBA_THREADING_LAYER": "omp"}) == "omp"
+    assert run(LAUNCH.format(before="tune_for_training()"), {"NUMBA_THREADING_LAYER": "omp"}) == "omp"
+
+
+def test_the_backend_layer_does_not_import_numba():
+    backend_dir = Path(__file__).resolve().parent.parent / "tinyllm" / "backend"
+    imported = set()
+    for path in backend_dir.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert "numpy" in imported  # the walk sees the imports it should
+    assert "numba" not in imported
+
+
+@pytest.mark.skipif(not GLIBC, reason="the malloc tuning exists only for glibc")
+def test_tune_for_training_keeps_freed_memory():
+    assert run("from tinyllm.kernels import tune_for_training as t; print(t()['keeps_freed_memory'])", {}) == "True"
+
+
+def test_the_memory_policy_can_be_switched_off():
+    code = "from tinyllm.kernels import tune_for_training as t; print(t()['keeps_freed_memory'])"
+    assert run(code, {"TINYLLM_KEEP_MEMORY": "0"}) == "False"

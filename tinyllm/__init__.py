@@ -9,10 +9,8 @@ y.backward()
 x.grad
 """
 
-from tinyllm.autograd import Function, Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
-from tinyllm.autograd.dtypes import DTYPES, DType, device
-from tinyllm.autograd.gradcheck import gradcheck
-from tinyllm.backend import cuda_is_available, default_device
+import importlib
+
 from tinyllm.errors import (
     ArgumentError,
     CheckpointError,
@@ -27,231 +25,72 @@ from tinyllm.errors import (
     TokenizerError,
     UnsupportedError,
 )
-from tinyllm.ops import (
-    abs,
-    add,
-    amax,
-    amin,
-    arange,
-    argmax,
-    argmin,
-    argsort,
-    as_tensor,
-    bmm,
-    cat,
-    chunk,
-    clamp,
-    clip,
-    clone,
-    concat,
-    concatenate,
-    cos,
-    cumsum,
-    div,
-    empty,
-    empty_like,
-    exp,
-    eye,
-    flatten,
-    from_dlpack,
-    from_numpy,
-    full,
-    full_like,
-    gather,
-    linspace,
-    log,
-    log_softmax,
-    logsumexp,
-    manual_seed,
-    masked_fill,
-    matmul,
-    max,
-    maximum,
-    mean,
-    min,
-    minimum,
-    mm,
-    mul,
-    multinomial,
-    norm,
-    ones,
-    ones_like,
-    permute,
-    pow,
-    rand,
-    rand_like,
-    randint,
-    randint_like,
-    randn,
-    randn_like,
-    randperm,
-    relu,
-    repeat,
-    reshape,
-    sigmoid,
-    sin,
-    softmax,
-    sort,
-    split,
-    sqrt,
-    squeeze,
-    stack,
-    std,
-    sub,
-    sum,
-    take_along_dim,
-    tanh,
-    tensor,
-    topk,
-    transpose,
-    tril,
-    triu,
-    unbind,
-    unflatten,
-    unsqueeze,
-    var,
-    where,
-    zeros,
-    zeros_like,
-)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-float16, float32, float64 = DTYPES["float16"], DTYPES["float32"], DTYPES["float64"]
-int8, int16, int32, int64, uint8 = DTYPES["int8"], DTYPES["int16"], DTYPES["int32"], DTYPES["int64"], DTYPES["uint8"]
-bool = bool_ = DTYPES["bool"]  # noqa: A001 - torch.bool
-half, float, double, long, int = float16, float32, float64, int64, int32  # noqa: A001 - PyTorch's aliases
+# The engine's names are imported on first use (PEP 562): importing the backend loads NumPy and
+# Numba (seconds), which `tinyllm --help` or `tinyllm --version` never need.
+_LAZY = {
+    "tinyllm.autograd": (
+        "Function", "Tensor", "enable_grad", "inference_mode", "is_grad_enabled", "no_grad", "set_grad_enabled",
+    ),
+    "tinyllm.autograd.dtypes": ("DTYPES", "DType", "device"),
+    "tinyllm.autograd.gradcheck": ("gradcheck",),
+    "tinyllm.backend": ("cuda_is_available", "default_device"),
+    "tinyllm.ops": (
+        "abs", "add", "amax", "amin", "arange", "argmax", "argmin", "argsort", "as_tensor", "bmm", "cat",
+        "chunk", "clamp", "clip", "clone", "concat", "concatenate", "cos", "cumsum", "div", "empty",
+        "empty_like", "exp", "eye", "flatten", "from_dlpack", "from_numpy", "full", "full_like", "gather",
+        "linspace", "log", "log_softmax", "logsumexp", "manual_seed", "masked_fill", "matmul", "max",
+        "maximum", "mean", "min", "minimum", "mm", "mul", "multinomial", "norm", "ones", "ones_like",
+        "permute", "pow", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like", "randperm",
+        "relu", "repeat", "reshape", "sigmoid", "sin", "softmax", "sort", "split", "sqrt", "squeeze",
+        "stack", "std", "sub", "sum", "take_along_dim", "tanh", "tensor", "topk", "transpose", "tril",
+        "triu", "unbind", "unflatten", "unsqueeze", "var", "where", "zeros", "zeros_like",
+    ),
+}  # fmt: skip
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+# PyTorch's dtype names, each one of the DType objects of tinyllm.autograd.dtypes
+_DTYPE_ALIASES = {
+    "float16": "float16", "float32": "float32", "float64": "float64", "int8": "int8", "int16": "int16",
+    "int32": "int32", "int64": "int64", "uint8": "uint8", "bool": "bool", "bool_": "bool",
+    "half": "float16", "float": "float32", "double": "float64", "long": "int64", "int": "int32",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+    elif name in _DTYPE_ALIASES:
+        value = importlib.import_module("tinyllm.autograd.dtypes").DTYPES[_DTYPE_ALIASES[name]]
+    else:
+        try:
+            value = importlib.import_module(f"tinyllm.{name}")  # a subpackage: tl.nn, tl.models, ...
+        except ModuleNotFoundError as error:
+            if error.name != f"tinyllm.{name}":
+                raise
+            raise AttributeError(f"module 'tinyllm' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME, *_DTYPE_ALIASES])
+
 
 __all__ = [
-    "abs",
-    "add",
-    "amax",
-    "amin",
-    "arange",
-    "argmax",
-    "argmin",
-    "argsort",
-    "ArgumentError",
-    "as_tensor",
-    "bmm",
-    "bool",
-    "bool_",
-    "cat",
-    "CheckpointError",
-    "chunk",
-    "clamp",
-    "clip",
-    "clone",
-    "concat",
-    "concatenate",
-    "ConfigError",
-    "cos",
-    "cuda_is_available",
-    "cumsum",
-    "DataError",
-    "default_device",
-    "device",
-    "double",
-    "DeviceError",
-    "div",
-    "DType",
-    "DTypeError",
-    "empty",
-    "empty_like",
-    "enable_grad",
-    "exp",
-    "eye",
-    "flatten",
-    "float",
-    "float16",
-    "float32",
-    "float64",
-    "from_dlpack",
-    "from_numpy",
-    "full",
-    "full_like",
-    "Function",
-    "gather",
-    "gradcheck",
-    "half",
-    "GraphError",
-    "inference_mode",
-    "int",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "is_grad_enabled",
-    "linspace",
-    "long",
-    "log",
-    "log_softmax",
-    "logsumexp",
-    "manual_seed",
-    "nn",
-    "masked_fill",
-    "matmul",
-    "max",
-    "maximum",
-    "mean",
-    "min",
-    "minimum",
-    "mm",
-    "mul",
-    "multinomial",
-    "no_grad",
-    "optim",
-    "norm",
-    "ones",
-    "ones_like",
-    "OutOfRangeError",
-    "permute",
-    "pow",
-    "rand",
-    "rand_like",
-    "randint",
-    "randint_like",
-    "randn",
-    "randn_like",
-    "randperm",
-    "relu",
-    "repeat",
-    "reshape",
-    "set_grad_enabled",
-    "ShapeError",
-    "sigmoid",
-    "sin",
-    "softmax",
-    "sort",
-    "split",
-    "sqrt",
-    "squeeze",
-    "stack",
-    "std",
-    "sub",
-    "sum",
-    "take_along_dim",
-    "tanh",
-    "Tensor",
-    "tensor",
-    "TinyLLMError",
-    "TokenizerError",
-    "topk",
-    "transpose",
-    "tril",
-    "triu",
-    "unbind",
-    "unflatten",
-    "uint8",
-    "unsqueeze",
-    "utils",
-    "UnsupportedError",
-    "var",
-    "where",
-    "zeros",
-    "zeros_like",
-]
-
-# reachable as attributes after `import tinyllm`, as torch.nn, torch.optim and torch.utils are; imported
-# last, once the engine below them is complete
-from tinyllm import nn, optim, utils  # noqa: E402
+    "ArgumentError", "CheckpointError", "ConfigError", "DType", "DTypeError", "DataError", "DeviceError",
+    "Function", "GraphError", "OutOfRangeError", "ShapeError", "Tensor", "TinyLLMError", "TokenizerError",
+    "UnsupportedError", "abs", "add", "amax", "amin", "arange", "argmax", "argmin", "argsort", "as_tensor",
+    "bmm", "bool", "bool_", "cat", "chunk", "clamp", "clip", "clone", "concat", "concatenate", "cos",
+    "cuda_is_available", "cumsum", "default_device", "device", "div", "double", "empty", "empty_like",
+    "enable_grad", "exp", "eye", "flatten", "float", "float16", "float32", "float64", "from_dlpack",
+    "from_numpy", "full", "full_like", "gather", "gradcheck", "half", "inference_mode", "int", "int16",
+    "int32", "int64", "int8", "is_grad_enabled", "linspace", "log", "log_softmax", "logsumexp", "long",
+    "manual_seed", "masked_fill", "matmul", "max", "maximum", "mean", "min", "minimum", "mm", "mul",
+    "multinomial", "nn", "no_grad", "norm", "ones", "ones_like", "optim", "permute", "pow", "rand",
+    "rand_like", "randint", "randint_like", "randn", "randn_like", "randperm", "relu", "repeat", "reshape",
+    "set_grad_enabled", "sigmoid", "sin", "softmax", "sort", "split", "sqrt", "squeeze", "stack", "std",
+    "sub", "sum", "take_along_dim", "tanh", "tensor", "topk", "transpose", "tril", "triu", "uint8", "unbind",
+    "unflatten", "unsqueeze", "utils", "var", "where", "zeros", "zeros_like",
+]  # fmt: skip

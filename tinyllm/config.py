@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 
-from tinyllm.errors import ConfigError
+from tinyllm.errors import ArgumentError, ConfigError
+
+# Upper bounds of model sizes: far above any model tinyllm runs, low enough that a crafted
+# config.json or GGUF header cannot make it allocate terabytes before a weight is read.
+MAX_VOCAB_SIZE = 1 << 22
+MAX_CONTEXT = 1 << 17  # Llama 3.1 reads 128k positions; RoPE tables of that many take 64 MB
+MAX_LAYERS = 512
+MAX_WIDTH = 1 << 16
+MAX_FFN = 1 << 18
+
+
+@contextmanager
+def config_checks() -> Iterator[None]:
+    """Turn the ArgumentError of a `tinyllm.validate` check inside a config's `__post_init__` into
+    ConfigError (same message), the error every config raises for a bad field."""
+    try:
+        yield
+    except ArgumentError as error:
+        raise ConfigError(str(error)) from None
 
 
 class JSONConfig:

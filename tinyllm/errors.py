@@ -47,3 +47,7 @@ class ArgumentError(TinyLLMError, ValueError):
 
 class UnsupportedError(TinyLLMError, NotImplementedError):
     """A feature tinyllm does not have, such as a PyTorch argument it does not implement."""
+
+
+class DistributedError(TinyLLMError, RuntimeError):
+    """A group of ranks that cannot work: no MPI library, a rank that failed, a batch that does not split."""

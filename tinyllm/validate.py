@@ -88,8 +88,13 @@ def check_token_ids(ids, vocab_size: int, name: str = "token ids"):
     for n in ids.shape:
         size *= n
     if size:
-        low, high = int(ids.min()), int(ids.max())
+        namespace = getattr(ids, "__array_namespace__", None)  # NumPy 2, CuPy, array_api_strict
+        if namespace is not None:
+            xp = namespace()
+            low, high = int(xp.min(ids)), int(xp.max(ids))
+        else:
+            low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:
             bad = low if low < 0 else high
-            raise OutOfRangeError(f"{name}: id {bad} is out of range for a vocabulary of {vocab_size}")
+            raise OutOfRangeError(f"{name}: token id {bad} is outside [0, {vocab_size}) (vocab_size {vocab_size})")
     return ids

@@ -161,6 +161,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         if fn is None or node._retains_grad:
             node._accumulate(node_grad)
         if fn is None:
+            for hook in node._post_accumulate_hooks:  # a leaf is visited once, after all its consumers
+                hook(node)
             continue
         if fn.clock < Writes.count:
             _check_unchanged(fn)
@@ -173,6 +175,8 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
                 continue
             if parent_grad.shape != parent.array.shape:
                 parent_grad = sum_to(xp, parent_grad, parent.array.shape)
+            if parent_grad.dtype != parent.array.dtype:  # a float64 op downstream of a float32 one, as in PyTorch
+                parent_grad = xp.astype(parent_grad, parent.array.dtype)
             key = id(parent)
             previous = grads.get(key)
             grads[key] = parent_grad if previous is None else previous + parent_grad

@@ -19,7 +19,8 @@ class Tensor:
     """An n-d array on a device that can record the operations applied to it."""
 
     __slots__ = (
-        "array", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "_version", "_base", "__weakref__"
+        "array", "requires_grad", "grad", "grad_fn", "_backend", "_retains_grad", "_version", "_base",
+        "_post_accumulate_hooks", "__weakref__",
     )  # fmt: skip
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
 
@@ -32,6 +33,7 @@ class Tensor:
         self._retains_grad = False
         self._version = 0
         self._base = None
+        self._post_accumulate_hooks = ()
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -48,6 +50,7 @@ class Tensor:
         t._retains_grad = False
         t._version = 0
         t._base = None
+        t._post_accumulate_hooks = ()
         return t
 
     # -- properties -----------------------------------------------------------------------------
@@ -139,6 +142,14 @@ class Tensor:
     def retain_grad(self) -> None:
         """Keep `.grad` on this non-leaf tensor after backward."""
         self._retains_grad = True
+
+    def register_post_accumulate_grad_hook(self, hook) -> _HookHandle:
+        """Return a handle whose `remove()` undoes this: call hook(self) each time backward has added
+        this leaf's gradient into `.grad` (its gradient of that backward is then complete)."""
+        if not self.is_leaf:
+            raise GraphError("post-accumulate-grad hooks can only be registered on leaf tensors")
+        self._post_accumulate_hooks = self._post_accumulate_hooks + (hook,)
+        return _HookHandle(self, hook)
 
     def backward(self, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
         """Accumulate d self / d leaf into every leaf's `.grad` (gradient required if non-scalar)."""
@@ -361,6 +372,16 @@ class Tensor:
 
     def __itruediv__(self, other):
         return _ops.div_(self, other)
+
+
+class _HookHandle:
+    """What `register_post_accumulate_grad_hook` returns: `remove()` unregisters the hook."""
+
+    def __init__(self, tensor: Tensor, hook) -> None:
+        self.tensor, self.hook = tensor, hook
+
+    def remove(self) -> None:
+        self.tensor._post_accumulate_hooks = tuple(h for h in self.tensor._post_accumulate_hooks if h is not self.hook)
 
 
 def _to_array(data, dtype, device, copy: bool = True):

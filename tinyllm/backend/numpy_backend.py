@@ -6,40 +6,36 @@ import ctypes
 import math
 import os
 
-import numba
 import numpy as np
 
 from tinyllm.backend.base import Backend
 
 # erf(x) ~= x P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 in float32 beyond): the float32 rational
-# approximation of Eigen and XLA, max error 3.3e-7. No branch and no libm call, so LLVM vectorizes
-# it: 0.16 ms for 393k elements where a scalar math.erf loop takes 4.6 ms (this Numba has no SVML).
+# approximation of Eigen and XLA, max error 3.3e-7. The Numba kernels (kernels/norm_act_cpu.py)
+# compile the same polynomial; here it is a few whole-array NumPy passes, the fallback.
 _ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
           -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)  # fmt: skip
 _ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
           -1.42647390514189e-02)  # fmt: skip
+_erf_exact = np.frompyfunc(math.erf, 1, 1)
 
 
-@numba.vectorize(["float32(float32)"], cache=True, fastmath=True)
-def _erf_float32(x):
-    x = min(max(x, np.float32(-4.0)), np.float32(4.0))
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Return erf of each element: the rational approximation in float32, libm's erf otherwise
+    (exact to float64 rounding: gradient checks in float64 need it)."""
+    if x.dtype != np.float32:
+        return np.asarray(_erf_exact(x), dtype=x.dtype)
+    x = np.clip(x, np.float32(-4.0), np.float32(4.0))
     x2 = x * x
-    p = np.float32(_ERF_P[0])
+    p = np.full_like(x, _ERF_P[0])
     for c in _ERF_P[1:]:
-        p = p * x2 + np.float32(c)
-    q = np.float32(_ERF_Q[0])
+        p *= x2
+        p += np.float32(c)
+    q = np.full_like(x, _ERF_Q[0])
     for c in _ERF_Q[1:]:
-        q = q * x2 + np.float32(c)
+        q *= x2
+        q += np.float32(c)
     return x * p / q
-
-
-@numba.vectorize(["float64(float64)"], cache=True)
-def _erf_float64(x):
-    return math.erf(x)  # exact to float64 rounding: gradient checks in float64 need it
-
-
-def _erf(x):
-    return _erf_float32(x) if x.dtype == np.float32 else _erf_float64(x)
 
 
 def keep_freed_memory() -> bool:
@@ -48,8 +44,9 @@ def keep_freed_memory() -> bool:
     A training step allocates and frees ~100 MB of arrays. By default glibc serves blocks above a
     threshold with fresh mmap calls and gives them back on free, so every step pays for mapping
     and zero-filling pages anew: ~30% of the GPT preset's step time here. Keeping freed memory
-    in the heap (what PyTorch's caching allocator does in its own way) removes that. Set
-    TINYLLM_KEEP_MEMORY=0 to leave malloc as it is.
+    in the heap (what PyTorch's caching allocator does in its own way) removes that. It changes
+    the allocator of the whole process, so it is never done on import: `tinyllm.tune_for_training()`
+    (which the trainer and the CLI call) asks for it, and TINYLLM_KEEP_MEMORY=0 vetoes it.
     """
     if os.environ.get("TINYLLM_KEEP_MEMORY", "1") == "0":
         return False
@@ -62,9 +59,6 @@ def keep_freed_memory() -> bool:
     agreed &= libc.mallopt(m_trim_threshold, 2**30)
     agreed &= libc.mallopt(m_top_pad, 64 * 2**20)
     return bool(agreed)
-
-
-KEEPS_FREED_MEMORY = keep_freed_memory()
 
 
 class NumpyBackend(Backend):

@@ -1,35 +1,49 @@
-"""`tinyllm chat`: talk to a pretrained instruct model, one line of stdin per user turn.
+r"""`tinyllm chat`: talk to a pretrained instruct model.
 
+examples:
     tinyllm chat --model smollm2
-    printf 'What is the capital of France?\\nAnd of Italy?\\n' | tinyllm chat --model smollm2 --temperature 0
+    tinyllm chat --system "You answer in one sentence." --temperature 0
+    printf 'What is the capital of France?\nAnd of Italy?\n' | tinyllm chat --temperature 0
 
 Each turn is added to the conversation, the model's chat template renders the whole conversation
-into the prompt, and the reply streams to stdout token by token until the model's end-of-turn
-token. After each reply, stderr gets the number of tokens and the decoding speed in tokens/s.
-`/reset` starts a new conversation; `/exit` (or the end of stdin) quits. When a conversation no
-longer fits in the context, its oldest turns are dropped.
+into the prompt, and the reply streams token by token until the model's end-of-turn token
+(special tokens are not printed). After each reply, stderr gets the number of tokens and the
+decoding speed. When a conversation no longer fits in the context, its oldest turns are dropped.
+
+At the prompt (on a terminal) the arrow keys edit the line and walk the history; a line ending
+in a backslash continues on the next line, and a line of three double quotes starts and ends a
+block of several lines. Ctrl-C stops a reply and returns to the prompt; Ctrl-D or /exit quits.
+Commands: /help, /reset (asks first on a terminal), /exit. Piped input is one line per turn.
 """
 
 from __future__ import annotations
 
 import codecs
+import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+from tinyllm.cli.sample import add_sampling_flags, sampling_options
 
 # --model NAME -> (hub asset, file in it)
 PRETRAINED = {"smollm2": ("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
+HELP = """commands:
+  /help     this list
+  /reset    forget the conversation and start a new one
+  /exit     quit (as does Ctrl-D)
+a line ending in \\ continues on the next line; a line of \"\"\" starts and ends a block of lines;
+Ctrl-C stops the reply being written"""
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("chat", help="chat with a pretrained instruct model", description=__doc__)
     parser.add_argument("--model", choices=sorted(PRETRAINED), default="smollm2", help="which pretrained model")
-    parser.add_argument("--system", default=None, help="a system message (default: the template's own)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="the longest reply, in tokens")
-    parser.add_argument("--temperature", type=float, default=0.7, help="0 means greedy")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--system", default=None, metavar="TEXT", help="a system prompt (default: the template's own)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="the longest reply, in tokens")
+    add_sampling_flags(parser, temperature=0.7, top_p=0.9)
     parser.add_argument("--no-cache", action="store_true", help="recompute every position at each step")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
     parser.set_defaults(func=run)
@@ -84,7 +98,8 @@ class ChatSession:
             self.messages = self.messages[2:]  # drop the oldest user turn and its reply
 
     def reply(self, text: str) -> Iterator[str]:
-        """Yield the pieces of the model's answer to `text` as they are sampled."""
+        """Yield the pieces of the model's answer to `text` as they are sampled; special tokens
+        are not shown. Closed early (Ctrl-C), the conversation keeps the part already shown."""
         from tinyllm.models.generation import stream
 
         self.messages.append({"role": "user", "content": text})
@@ -94,56 +109,137 @@ class ChatSession:
             self.messages.pop()  # a turn that cannot be answered leaves the conversation as it was
             raise
         self.last_prompt_tokens = len(ids)
+        hidden = set(getattr(self.tokenizer, "special_ids", {}))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces, count = [], 0
         start = time.perf_counter()
-        for token in stream(self.model, ids, self.max_new_tokens, stop=self.tokenizer.eos_id, **self.sampling):
-            count += 1
-            if count == 1:
-                self.first_token_seconds = time.perf_counter() - start  # the prompt's prefill
-            piece = decoder.decode(self.tokenizer.decode_bytes([token]))
-            if piece:
-                pieces.append(piece)
-                yield piece
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            pieces.append(tail)
-            yield tail
-        self.last_tokens, self.last_seconds = count, time.perf_counter() - start
-        self.messages.append({"role": "assistant", "content": "".join(pieces)})
+        try:
+            for token in stream(self.model, ids, self.max_new_tokens, stop=self.tokenizer.eos_id, **self.sampling):
+                count += 1
+                if count == 1:
+                    self.first_token_seconds = time.perf_counter() - start  # the prompt's prefill
+                if token in hidden:
+                    continue
+                piece = decoder.decode(self.tokenizer.decode_bytes([token]))
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                pieces.append(tail)
+                yield tail
+        finally:
+            self.last_tokens, self.last_seconds = count, time.perf_counter() - start
+            self.messages.append({"role": "assistant", "content": "".join(pieces)})
+
+
+def read_message(read_line: Callable[[str], str | None]) -> str | None:
+    """Return the next user message, or None at the end of input: one line, lines joined by a
+    trailing backslash, or the lines between two lines of three double quotes."""
+    first = read_line("> ")
+    if first is None:
+        return None
+    if first.strip() == '"""':
+        lines = []
+        while (line := read_line("... ")) is not None and line.strip() != '"""':
+            lines.append(line)
+        return "\n".join(lines)
+    lines = [first]
+    while lines[-1].endswith("\\"):
+        lines[-1] = lines[-1][:-1]
+        line = read_line("... ")
+        if line is None:
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _line_reader(interactive: bool) -> Callable[[str], str | None]:
+    """Return read_line(prompt) -> the line without its newline, or None at the end of input."""
+    if interactive:
+        import readline  # noqa: F401 - importing it gives input() line editing and history
+
+        def read_line(prompt: str) -> str | None:
+            try:
+                return input(prompt)
+            except EOFError:
+                print(file=sys.stderr)
+                return None
+
+        return read_line
+
+    def read_piped(prompt: str) -> str | None:
+        line = sys.stdin.readline()
+        return line.removesuffix("\n") if line else None
+
+    return read_piped
 
 
 def run(args) -> int:
-    model, tokenizer = load_pretrained(args.model, args.device)
-    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
-    session = ChatSession(model, tokenizer, args.system, args.max_new_tokens, use_cache=not args.no_cache, **sampling)
+    from tinyllm.models.generation import Sampling
+    from tinyllm.validate import check_int
+
+    check_int("--max-new-tokens", args.max_new_tokens, minimum=1)
+    Sampling(args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty)  # checked before loading
     interactive = sys.stdin.isatty()
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")  # bytes that are not UTF-8 become U+FFFD, not a crash
     if interactive:
-        print(f"chatting with {args.model}; /reset starts over, /exit quits", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with it ignored
+    model, tokenizer = load_pretrained(args.model, args.device)
+    sampling = {**sampling_options(args), "use_cache": not args.no_cache}
+    session = ChatSession(model, tokenizer, args.system, args.max_new_tokens, **sampling)
+    read_line = _line_reader(interactive)
+    if interactive:
+        print(f"chatting with {args.model}; /help lists the commands, Ctrl-D quits", file=sys.stderr)
     while True:
-        if interactive:
-            print("> ", end="", file=sys.stderr, flush=True)
-        line = sys.stdin.readline()
-        if not line:
+        try:
+            text = read_message(read_line)
+        except KeyboardInterrupt:  # Ctrl-C at the prompt drops the line being typed
+            print("^C  (Ctrl-D or /exit quits)", file=sys.stderr)
+            continue
+        if text is None:
             break
-        text = line.rstrip("\n")
-        if text.strip() == "/exit":
+        command = text.strip()
+        if command in ("/exit", "/quit"):
             break
-        if text.strip() == "/reset":
+        if command == "/help":
+            print(HELP, file=sys.stderr)
+            continue
+        if command == "/reset":
+            if interactive and (read_line("start a new conversation? [y/N] ") or "").strip().lower() not in (
+                "y",
+                "yes",
+            ):
+                print("[kept the conversation]", file=sys.stderr)
+                continue
             session.reset()
+            print("[new conversation]", file=sys.stderr)
             continue
-        if not text.strip():
+        if not command:
             continue
-        for piece in session.reply(text):
+        _print_reply(session, text)
+    return 0
+
+
+def _print_reply(session: ChatSession, text: str) -> None:
+    """Stream the reply to stdout and its speed to stderr; Ctrl-C ends the reply, not the chat."""
+    pieces = session.reply(text)
+    interrupted = False
+    try:
+        for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        speed = session.last_tokens / session.last_seconds if session.last_seconds else 0.0
-        print(
-            f"[{session.last_tokens} tokens, {speed:.1f} tokens/s; prompt of {session.last_prompt_tokens} tokens "
-            f"read in {session.first_token_seconds:.2f} s]",
-            file=sys.stderr,
-            flush=True,
-        )
-    return 0
+    except KeyboardInterrupt:
+        pieces.close()
+        interrupted = True
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    speed = session.last_tokens / session.last_seconds if session.last_seconds else 0.0
+    print(
+        ("[interrupted] " if interrupted else "")
+        + f"[{session.last_tokens} tokens, {speed:.1f} tokens/s; prompt of {session.last_prompt_tokens} tokens "
+        f"read in {session.first_token_seconds:.2f} s]",
+        file=sys.stderr,
+        flush=True,
+    )

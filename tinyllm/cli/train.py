@@ -4,11 +4,16 @@
     tinyllm train --max-iters 500 --n-layer 2      # any field of GPTConfig or TrainConfig as a flag
     tinyllm train --data my.txt --out runs/mine    # another corpus and folder
     tinyllm train --out runs/mine --resume         # continue from the folder's checkpoint
+    mpiexec -n 4 tinyllm train --zero 1            # data-parallel on 4 ranks, AdamW moments sharded
 
 Every field of `GPTConfig` (except vocab_size, which the tokenizer gives) and of `TrainConfig` has a
 flag (`--n-embd`, `--batch-size`, `--lr`, `--eval-interval`, `--device`, `--seed`, ...); flags left
 out take the preset's value, or on `--resume` the value the run was started with. Ctrl-C saves a
 checkpoint and exits with status 130; `--resume` continues exactly where it stopped.
+
+Under `mpiexec -n N` the ranks train one model data-parallel: `--batch-size` is the global batch,
+split into N equal slices (it must divide by N); only rank 0 prints, logs and writes
+checkpoints, which resume on any number of ranks. Killing `mpiexec` (SIGTERM) saves like Ctrl-C.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     import tinyllm as tl
+    from tinyllm import distributed
     from tinyllm.cli.sample import stream_text
     from tinyllm.data import Corpus, load_text
     from tinyllm.errors import ConfigError
@@ -112,6 +118,7 @@ def run(args) -> int:
             raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it, or --overwrite")
         config = TrainConfig(**{**preset["train"], **train_given})
         checkpoint = None
+    comm = distributed.init(config.device)  # MPI under `mpiexec -n N`, else a world of one process
     text = load_text(config.data)
     if checkpoint is None:
         train_text = text[: int(len(text) * (1 - config.val_fraction))]
@@ -123,16 +130,22 @@ def run(args) -> int:
         model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **{**preset["model"], **model_given}))
     corpus = Corpus.from_text(text, tokenizer, config.val_fraction, block_size=model.config.block_size)
 
-    trainer = Trainer(model, tokenizer, corpus, config, out_dir=out, progress=not args.no_progress)
+    trainer = Trainer(model, tokenizer, corpus, config, out_dir=out, progress=not args.no_progress, comm=comm)
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
-    print(
-        f"training {model.num_parameters():,} parameters on {len(corpus.train):,} tokens "
-        f"({config.data or 'bundled Shakespeare'}), {tokenizer.type_name} tokenizer of {tokenizer.vocab_size}, "
-        f"steps {trainer.step} -> {config.max_iters}, checkpoints in {out}",
-        file=sys.stderr,
-    )
+    processes = ", ".join(f"{rank}: pid {pid} on {host}" for rank, (host, pid) in enumerate(comm.processes()))
+    ranks = f" on {comm.world_size} ranks ({processes})" if comm.world_size > 1 else ""
+    if comm.is_main:
+        print(
+            f"training {model.num_parameters():,} parameters{ranks} on {len(corpus.train):,} tokens "
+            f"({config.data or 'bundled Shakespeare'}), {tokenizer.type_name} tokenizer of {tokenizer.vocab_size}, "
+            f"steps {trainer.step} -> {config.max_iters}, checkpoints in {out}",
+            file=sys.stderr,
+        )
     result = trainer.fit()
+    comm.close()
+    if not comm.is_main:
+        return 130 if result.interrupted else 0
     status = "interrupted" if result.interrupted else "done"
     if result.val_loss is not None:
         print(

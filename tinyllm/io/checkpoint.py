@@ -10,10 +10,16 @@
         state.json             step, RNG state, data position, training config, optimizer scalars
 
 Saving writes a new step folder (every file fsynced), then replaces manifest.json atomically
-(temporary file + os.replace), then removes older step folders: a crash at any point leaves the
-previous checkpoint readable. Loading checks every size and checksum before parsing anything,
-so a truncated or corrupted file raises `CheckpointError` and nothing is half-loaded. No pickle:
-arrays live in safetensors, everything else in JSON.
+(temporary file + os.replace), then removes the step folders of earlier manifests: a crash at
+any point leaves the previous checkpoint readable. Only what tinyllm can show it wrote is ever
+removed: the folders a manifest named (and in them only the files above; a folder that holds
+anything else stays), and its own leftovers of a crashed save (`.step-*.partial` folders holding
+only those files, `.manifest.json.*.tmp`). A user's `DIR/step-plan/notes.md` is never touched.
+
+A checkpoint folder is untrusted input. Loading reads only the file names above, in the one
+step folder the manifest names, never through a link, and checks every size and checksum
+before parsing anything, so a truncated, corrupted or crafted file raises `CheckpointError` and
+nothing is half-loaded. No pickle: arrays live in safetensors, everything else in JSON.
 """
 
 from __future__ import annotations
@@ -21,18 +27,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyllm.backend import np
 from tinyllm.errors import CheckpointError
 from tinyllm.io.safetensors import dumps, loads, write_atomic
+from tinyllm.io.untrusted import parse_json, read_regular_file
 
 MANIFEST = "manifest.json"
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
 _ARRAY_KEY = "__array__"
+FILE_NAMES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "state.json")
+MAX_MANIFEST_BYTES = 1_000_000
+# what save_checkpoint names: step folders, their staging folders, write_atomic's temporary manifests
+_STEP_FOLDER = re.compile(r"step-\d{6,}-[0-9a-f]{8}")
+_PARTIAL_FOLDER = re.compile(r"\.step-\d{6,}-[0-9a-f]{8}\.partial")
+_MANIFEST_TMP = re.compile(r"\.manifest\.json\.[A-Za-z0-9_]{1,16}\.tmp")
 
 
 @dataclass
@@ -54,6 +68,7 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
     """Write checkpoint into directory (created if needed) and return the new step folder."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    previous = _previous_folders(directory)
     optimizer_json, optimizer_arrays = split_arrays(checkpoint.optimizer) if checkpoint.optimizer else (None, {})
     files = {
         "model.safetensors": dumps(checkpoint.weights),
@@ -82,14 +97,15 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
         "files": {
             name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()
         },
+        # earlier folders of ours still to remove: a crash before their removal leaves them named here
+        "stale": previous,
     }
     manifest["manifest_sha256"] = _digest(manifest)
     write_atomic(directory / MANIFEST, json.dumps(manifest, separators=(",", ":")).encode("utf-8"))
     _fsync_dir(directory)
-    for stale in directory.iterdir():  # older checkpoints and partial writes of crashed saves
-        ours = stale.name.startswith("step-") or (stale.name.startswith(".step-") and stale.name.endswith(".partial"))
-        if ours and stale.is_dir() and stale.name != folder_name:
-            shutil.rmtree(stale, ignore_errors=True)
+    for name in previous:
+        _remove_step_folder(directory / name)
+    _remove_leftovers(directory)
     return directory / folder_name
 
 
@@ -98,16 +114,11 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     directory = Path(directory)
     manifest = _read_manifest(directory)
     folder = directory / manifest["folder"]
+    if folder.is_symlink() or not folder.is_dir():
+        raise CheckpointError(f"checkpoint {directory}: {manifest['folder']} is not a folder (missing or a link)")
     contents = {}
     for name, expected in manifest["files"].items():
-        try:
-            data = (folder / name).read_bytes()
-        except OSError as error:
-            raise CheckpointError(f"checkpoint {directory}: cannot read {name}: {error.strerror or error}") from error
-        if len(data) != expected["bytes"]:
-            raise CheckpointError(
-                f"checkpoint {directory}: {name} has {len(data)} bytes, the manifest says {expected['bytes']} (truncated?)"
-            )
+        data = read_regular_file(folder / name, CheckpointError, follow_links=False, expected_bytes=expected["bytes"])
         if hashlib.sha256(data).hexdigest() != expected["sha256"]:
             raise CheckpointError(f"checkpoint {directory}: {name} does not match its SHA-256 checksum (corrupted)")
         contents[name] = data
@@ -116,6 +127,8 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
             raise CheckpointError(f"checkpoint {directory}: the manifest lists no {required}")
     weights, _ = loads(contents["model.safetensors"], source=f"{folder}/model.safetensors")
     state = _parse_json(contents["state.json"], f"{folder}/state.json")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{folder}/state.json is not a JSON object")
     optimizer_json = state.pop("optimizer", None)
     optimizer = None
     if optimizer_json is not None:
@@ -124,9 +137,10 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     tokenizer = (
         _parse_json(contents["tokenizer.json"], f"{folder}/tokenizer.json") if "tokenizer.json" in contents else None
     )
-    return Checkpoint(
-        weights, _parse_json(contents["config.json"], f"{folder}/config.json"), tokenizer, optimizer, state
-    )
+    config = _parse_json(contents["config.json"], f"{folder}/config.json")
+    if not isinstance(config, dict) or (tokenizer is not None and not isinstance(tokenizer, dict)):
+        raise CheckpointError(f"checkpoint {directory}: config.json and tokenizer.json must hold JSON objects")
+    return Checkpoint(weights, config, tokenizer, optimizer, state)
 
 
 def has_checkpoint(directory: str | os.PathLike) -> bool:
@@ -171,20 +185,14 @@ def _json_bytes(value) -> bytes:
 
 
 def _parse_json(data: bytes, source: str):
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise CheckpointError(f"{source} is not valid JSON: {error}") from None
+    return parse_json(data, source, CheckpointError)
 
 
 def _read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise CheckpointError(
-            f"no checkpoint in {directory}: cannot read {MANIFEST} ({error.strerror or error})"
-        ) from error
+    if not path.is_symlink() and not path.exists():
+        raise CheckpointError(f"no checkpoint in {directory}: it has no {MANIFEST}")
+    data = read_regular_file(path, CheckpointError, max_bytes=MAX_MANIFEST_BYTES, follow_links=False)
     manifest = _parse_json(data, str(path))
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tinyllm checkpoint manifest")
@@ -195,9 +203,63 @@ def _read_manifest(directory: Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint version {manifest.get('version')!r}, this tinyllm reads {VERSION}")
     if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("folder"), str):
         raise CheckpointError(f"{path}: the manifest lacks its folder or file list")
-    if "/" in manifest["folder"] or manifest["folder"] in ("", ".", ".."):
-        raise CheckpointError(f"{path}: bad folder name {manifest['folder']!r}")
+    if not _STEP_FOLDER.fullmatch(manifest["folder"]):
+        raise CheckpointError(f"{path}: bad folder name {manifest['folder'][:100]!r}; expected step-NNNNNN-xxxxxxxx")
+    for name, entry in manifest["files"].items():
+        if name not in FILE_NAMES:
+            raise CheckpointError(
+                f"{path}: unexpected file name {name[:100]!r}; a checkpoint holds {', '.join(FILE_NAMES)}"
+            )
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("bytes"), int)
+            or isinstance(entry.get("bytes"), bool)
+            or entry["bytes"] < 0
+            or not isinstance(entry.get("sha256"), str)
+        ):
+            raise CheckpointError(
+                f"{path}: the entry of {name} needs a byte count and a SHA-256, got {str(entry)[:100]}"
+            )
     return manifest
+
+
+def _previous_folders(directory: Path) -> list[str]:
+    """Return the step folders the current manifest (if readable) names: its own and its stale ones."""
+    try:
+        manifest = _read_manifest(directory)
+    except CheckpointError:
+        return []
+    stale = manifest.get("stale", [])
+    names = [manifest["folder"], *(stale if isinstance(stale, list) else [])]
+    return [n for n in names if isinstance(n, str) and _STEP_FOLDER.fullmatch(n) and (directory / n).exists()]
+
+
+def _remove_step_folder(folder: Path) -> None:
+    """Remove the checkpoint files of a folder save_checkpoint wrote, then the folder if that empties it."""
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    for name in FILE_NAMES:
+        file = folder / name
+        if file.is_file() and not file.is_symlink():
+            file.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something else lives in it: not ours to remove
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Remove what crashed saves left: staging folders holding only checkpoint files, temporary manifests."""
+    for entry in directory.iterdir():
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if _MANIFEST_TMP.fullmatch(entry.name) and stat.S_ISREG(info.st_mode):
+            entry.unlink(missing_ok=True)
+        elif _PARTIAL_FOLDER.fullmatch(entry.name) and stat.S_ISDIR(info.st_mode):
+            if all(child.name in FILE_NAMES for child in entry.iterdir()):
+                _remove_step_folder(entry)
 
 
 def _digest(manifest: dict) -> str:

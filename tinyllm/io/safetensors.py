@@ -13,6 +13,7 @@ tensors are read as float32 (NumPy has no bfloat16); the writer takes NumPy arra
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -20,6 +21,10 @@ from pathlib import Path
 
 from tinyllm.backend import np
 from tinyllm.errors import CheckpointError
+from tinyllm.io.untrusted import parse_json, read_regular_file
+
+MAX_HEADER_BYTES = 100_000_000  # the limit of the reference implementation (safetensors' Rust crate)
+MAX_NDIM = 32  # NumPy's own limit is 64; no model weight has more than a handful
 
 DTYPES = {
     "BOOL": np.dtype("bool"),
@@ -67,35 +72,29 @@ def dumps(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
 
 
 def loads(data: bytes, source: str = "safetensors data") -> tuple[dict, dict]:
-    """Return ({name: NumPy array}, metadata) from safetensors bytes, validating every offset."""
+    """Return ({name: NumPy array}, metadata) from safetensors bytes, validating every offset.
+
+    Everything is checked before any array is made: the header's length against the data, each
+    dtype, each shape (non-negative integers, their product in exact integer arithmetic, so
+    2^32 x 2^32 does not wrap to 0), each offset pair against the shape, and the tensors tiling
+    the data section with no gap or overlap.
+    """
     if len(data) < 8:
         raise CheckpointError(f"{source}: {len(data)} bytes is too short for a safetensors header length (8 bytes)")
     (header_length,) = struct.unpack("<Q", data[:8])
-    if header_length > len(data) - 8:
-        raise CheckpointError(f"{source}: header length {header_length} runs past the end of the {len(data)}-byte file")
-    try:
-        header = json.loads(data[8 : 8 + header_length].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise CheckpointError(f"{source}: the header is not valid JSON ({error})") from None
+    if header_length > min(len(data) - 8, MAX_HEADER_BYTES):
+        raise CheckpointError(
+            f"{source}: header length {header_length} runs past the end of the {len(data)}-byte file "
+            f"or over the {MAX_HEADER_BYTES}-byte limit"
+        )
+    header = parse_json(memoryview(data)[8 : 8 + header_length], f"{source}: the header", CheckpointError)
     if not isinstance(header, dict):
         raise CheckpointError(f"{source}: the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{source}: __metadata__ must map strings to strings, got {str(metadata)[:100]}")
     buffer = memoryview(data)[8 + header_length :]
-    entries = []
-    for name, entry in header.items():
-        try:
-            dtype_name, shape, (begin, end) = entry["dtype"], [int(d) for d in entry["shape"]], entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{source}: malformed header entry for tensor {name!r}: {entry!r}") from None
-        if dtype_name not in DTYPES:
-            raise CheckpointError(f"{source}: tensor {name!r} has unknown dtype {dtype_name!r}")
-        count = int(np.prod(shape, dtype=np.int64))
-        if end - begin != count * DTYPES[dtype_name].itemsize or begin < 0:
-            raise CheckpointError(
-                f"{source}: tensor {name!r} of dtype {dtype_name} and shape {shape} needs "
-                f"{count * DTYPES[dtype_name].itemsize} bytes, its offsets [{begin}, {end}] give {end - begin}"
-            )
-        entries.append((begin, end, name, dtype_name, shape))
+    entries = [_header_entry(name, entry, source) for name, entry in header.items()]
     entries.sort()
     position = 0
     for begin, end, name, _, _ in entries:
@@ -117,6 +116,36 @@ def loads(data: bytes, source: str = "safetensors data") -> tuple[dict, dict]:
     return tensors, metadata
 
 
+def _header_entry(name: str, entry, source: str) -> tuple:
+    """Return (begin, end, name, dtype name, shape) of one header entry, checked."""
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise CheckpointError(
+            f"{source}: malformed header entry for tensor {name!r}: it needs exactly dtype, shape and data_offsets, "
+            f"got {str(entry)[:100]}"
+        )
+    dtype_name, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
+        raise CheckpointError(f"{source}: tensor {name!r} has unknown dtype {str(dtype_name)[:40]!r}")
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(d) for d in shape):
+        raise CheckpointError(
+            f"{source}: tensor {name!r} has shape {str(shape)[:100]}; expected at most {MAX_NDIM} non-negative integers"
+        )
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
+        raise CheckpointError(f"{source}: tensor {name!r} has data_offsets {str(offsets)[:100]}; expected [begin, end]")
+    begin, end = offsets
+    needed = math.prod(shape) * DTYPES[dtype_name].itemsize  # Python ints: no overflow
+    if end - begin != needed:
+        raise CheckpointError(
+            f"{source}: tensor {name!r} of dtype {dtype_name} and shape {shape} needs "
+            f"{needed} bytes, its offsets [{begin}, {end}] give {end - begin}"
+        )
+    return begin, end, name, dtype_name, shape
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def save_file(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write tensors to path atomically: a temporary file in the same folder, fsync, then rename."""
     write_atomic(path, dumps(tensors, metadata))
@@ -129,11 +158,7 @@ def load_file(path: str | os.PathLike) -> dict:
 
 def load_file_with_metadata(path: str | os.PathLike) -> tuple[dict, dict]:
     """Return ({name: NumPy array}, metadata) of a safetensors file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise CheckpointError(f"cannot read {path}: {error.strerror or error}") from error
-    return loads(data, source=str(path))
+    return loads(read_regular_file(path, CheckpointError), source=str(path))
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -30,18 +30,7 @@ forced with `tinyllm.kernels.use(attention="reference", matmul="numba")`, global
 context manager. numba.cuda is imported only when a CUDA kernel runs.
 """
 
-import os
+from tinyllm.kernels.registry import FAMILIES, choose, selected, use
+from tinyllm.kernels.runtime import tune_for_training
 
-import numba
-
-# Numba's default threading layer here is OpenMP, whose idle threads spin. Beside OpenBLAS's own
-# spinning threads on a 2-core machine, that made the GPT training step with the fused attention
-# kernel 85 ms instead of 49 (and MiniLM's forward 227 ms instead of 199); the workqueue layer's
-# threads sleep when idle. The choice must precede the first parallel kernel launch, and an
-# explicit NUMBA_THREADING_LAYER from the user wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
-from tinyllm.kernels.registry import FAMILIES, choose, selected, use  # noqa: E402
-
-__all__ = ["FAMILIES", "choose", "selected", "use"]
+__all__ = ["FAMILIES", "choose", "selected", "tune_for_training", "use"]

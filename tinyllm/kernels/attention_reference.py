@@ -29,7 +29,7 @@ def mask_to_bias(mask, dtype_like):
     return xp.astype(mask, dtype_like.dtype)
 
 
-def _probabilities(xp, q, k, bias, causal: bool, scale: float):
+def probabilities(xp, q, k, bias, causal: bool, scale: float):
     """Return softmax(q @ k^T * scale + bias) over keys: (B, H, Tq, Tk); fully masked rows are 0."""
     scores = xp.matmul(q, xp.permute_dims(k, (0, 1, 3, 2))) * scale  # (B, H, Tq, Tk)
     if bias is not None:
@@ -48,7 +48,7 @@ def _probabilities(xp, q, k, bias, causal: bool, scale: float):
 def forward(q, k, v, bias, causal: bool, scale: float):
     """Return (out (B, H, Tq, D), saved): saved holds the probabilities (B, H, Tq, Tk) for backward."""
     xp = backend_of(q).xp
-    probs = _probabilities(xp, q, k, bias, causal, scale)
+    probs = probabilities(xp, q, k, bias, causal, scale)
     return xp.matmul(probs, v), (q, k, v, probs, scale)
 
 

@@ -8,6 +8,9 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
 | attention | forward, backward                           | reference, numba (attention_cpu), cuda          |
 | matmul    | matmul                                      | blas (matmul_blas), numba (matmul_cpu), cuda    |
 | norm_act  | gelu_forward/backward, layer_norm_*         | reference, numba (norm_act_cpu)                 |
+| cross_entropy | forward, backward                       | reference, numba (cross_entropy_cpu)            |
+| adamw     | update (in place)                           | reference, numba (adamw_cpu)                    |
+| qmatmul   | linear (inference only)                     | reference, numba (qmatmul_cpu)                  |
 
 "auto" picks, per call, the fastest module that supports the arrays:
 - attention: the fused Numba kernel for NumPy float32/float64 arrays whose (B, H, Tq, Tk) scores
@@ -17,7 +20,11 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
   dimension <= 128, and the reference otherwise (e.g. the "strict" device, float16);
 - matmul: BLAS everywhere, because it beats our Numba and CUDA matmuls on every shape that
   benchmarks/bench_matmul.py measures;
-- norm_act: the Numba kernels for NumPy float32 arrays, the reference otherwise.
+- norm_act: the Numba kernels for NumPy float32 arrays, the reference otherwise;
+- cross_entropy: the Numba kernel for NumPy float32/float64 logits, the reference otherwise;
+- adamw: the Numba kernel for C-contiguous NumPy float32/float64 parameters and moments of one
+  dtype (it updates them in place), the reference otherwise;
+- qmatmul: the Numba kernel for NumPy float32 inputs, the reference (dequantize, BLAS) otherwise.
 
 A forced kernel that cannot run the given arrays raises `DeviceError` instead of silently
 running something else. The CUDA kernels accept NumPy arrays when NUMBA_ENABLE_CUDASIM=1 (the
@@ -31,20 +38,29 @@ import os
 from tinyllm.backend import backend_of
 from tinyllm.errors import ArgumentError, DeviceError
 from tinyllm.kernels import (  # numba.cuda is imported only when a CUDA kernel first runs
+    adamw_cpu,
+    adamw_reference,
     attention_cpu,
     attention_cuda,
     attention_reference,
+    cross_entropy_cpu,
+    cross_entropy_reference,
     matmul_blas,
     matmul_cpu,
     matmul_cuda,
     norm_act_cpu,
     norm_act_reference,
+    qmatmul_cpu,
+    qmatmul_reference,
 )
 
 FAMILIES = {
     "attention": {"reference": attention_reference, "numba": attention_cpu, "cuda": attention_cuda},
     "matmul": {"blas": matmul_blas, "numba": matmul_cpu, "cuda": matmul_cuda},
     "norm_act": {"reference": norm_act_reference, "numba": norm_act_cpu},
+    "cross_entropy": {"reference": cross_entropy_reference, "numba": cross_entropy_cpu},
+    "adamw": {"reference": adamw_reference, "numba": adamw_cpu},
+    "qmatmul": {"reference": qmatmul_reference, "numba": qmatmul_cpu},
 }
 SMALL_SCORES = 2**18  # 1 MB of float32 scores
 _selected = dict.fromkeys(FAMILIES, "auto")
@@ -80,7 +96,8 @@ def selected(family: str) -> str:
 def choose(family: str, *arrays):
     """Return the module of `family` that runs on these arrays: the forced one, or auto's pick.
 
-    For attention, arrays are (q, k); for matmul (a, b); for norm_act the op's inputs.
+    For attention, arrays are (q, k); for matmul (a, b); for norm_act the op's inputs; for
+    cross_entropy the logits; for qmatmul the input; for adamw (param, grad, exp_avg, exp_avg_sq).
     """
     name = _selected[family]
     if name == "auto":
@@ -99,6 +116,14 @@ def _auto(family: str, arrays) -> str:
     if family == "norm_act":
         same_dtype = all(backend_of(a) is backend and a.dtype == first.dtype for a in arrays)
         return "numba" if backend.name == "cpu" and dtype == "float32" and same_dtype else "reference"
+    if family in ("cross_entropy", "qmatmul"):
+        return "numba" if backend.name == "cpu" and dtype in FAMILIES[family]["numba"].DTYPES else "reference"
+    if family == "adamw":
+        if backend.name != "cpu" or dtype not in adamw_cpu.DTYPES:
+            return "reference"
+        param, grad, *moments = arrays
+        in_place = all(a.dtype == param.dtype and a.flags.c_contiguous for a in (param, *moments))
+        return "numba" if in_place and backend_of(grad) is backend else "reference"
     # attention
     if dtype in attention_cpu.DTYPES and backend.name == "cpu":
         q, k = arrays

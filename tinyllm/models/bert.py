@@ -24,10 +24,13 @@ from dataclasses import asdict, dataclass, fields
 from tinyllm.autograd.grad_mode import no_grad
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
-from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
+from tinyllm.config import MAX_CONTEXT, MAX_FFN, MAX_LAYERS, MAX_VOCAB_SIZE, MAX_WIDTH, config_checks
+from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.nn import functional as F
+from tinyllm.nn.attention import DotProductAttention
 from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleList
+from tinyllm.validate import check_float, check_int, check_token_ids
 
 _ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}  # hidden_act -> F.gelu form
 _INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
@@ -52,10 +55,18 @@ class BertConfig:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"BertConfig.{name} must be a positive integer, got {value!r}")
+        with config_checks():
+            check_int("BertConfig.vocab_size", self.vocab_size, 1, MAX_VOCAB_SIZE)
+            check_int("BertConfig.hidden_size", self.hidden_size, 1, MAX_WIDTH)
+            check_int("BertConfig.num_hidden_layers", self.num_hidden_layers, 1, MAX_LAYERS)
+            check_int("BertConfig.num_attention_heads", self.num_attention_heads, 1, MAX_WIDTH)
+            check_int("BertConfig.intermediate_size", self.intermediate_size, 1, MAX_FFN)
+            check_int("BertConfig.max_position_embeddings", self.max_position_embeddings, 1, MAX_CONTEXT)
+            check_int("BertConfig.type_vocab_size", self.type_vocab_size, 1, MAX_VOCAB_SIZE)
+            check_float("BertConfig.layer_norm_eps", self.layer_norm_eps, above=0.0)
+            check_float("BertConfig.attention_probs_dropout_prob", self.attention_probs_dropout_prob, 0.0, below=1.0)
+            check_float("BertConfig.initializer_range", self.initializer_range, minimum=0.0)
+            check_int("BertConfig.pad_token_id", self.pad_token_id, 0, self.vocab_size - 1)
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"BertConfig: hidden_size {self.hidden_size} is not divisible by "
@@ -138,6 +149,7 @@ class BertAttention(Module):
         self.key = Linear(C, C)
         self.value = Linear(C, C)
         self.output = Linear(C, C)
+        self.attend = DotProductAttention()
         self.norm = LayerNorm(C, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
@@ -149,7 +161,7 @@ class BertAttention(Module):
         q = self.query(flat).reshape(B, T, H, D).permute(0, 2, 1, 3)  # (B, H, T, D)
         k = self.key(flat).reshape(B, T, H, D).permute(0, 2, 1, 3)  # (B, H, T, D)
         v = self.value(flat).reshape(B, T, H, D).permute(0, 2, 1, 3)  # (B, H, T, D)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, D)
+        y = self.attend(q, k, v, mask)  # (B, H, T, D)
         y = y.permute(0, 2, 1, 3).reshape(B * T, C)  # (B*T, C)
         y = self.dropout(self.output(y))  # (B*T, C)
         return self.norm(flat + y).reshape(B, T, C)  # (B, T, C)
@@ -217,16 +229,17 @@ class BERT(Module):
                 f"{self.config.max_position_embeddings}; truncate it (tokenizer(..., truncation=True))"
             )
         xp = input_ids._backend.xp
-        low, high = int(xp.min(input_ids.array)), int(xp.max(input_ids.array))
-        if low < 0 or high >= self.config.vocab_size:
-            bad = high if high >= self.config.vocab_size else low
-            raise OutOfRangeError(f"token id {bad} is out of range for vocab_size {self.config.vocab_size}")
+        check_token_ids(input_ids.array, self.config.vocab_size, "BERT input_ids")
         if token_type_ids is None:
             token_type_ids = Tensor._wrap(xp.zeros_like(input_ids.array), input_ids._backend, False, None)
         token_type_ids = self._as_ids(token_type_ids, "token_type_ids", (B, T))
+        check_token_ids(token_type_ids.array, self.config.type_vocab_size, "BERT token_type_ids")
         mask = None
         if attention_mask is not None:
             attention_mask = self._as_ids(attention_mask, "attention_mask", (B, T))
+            # transformers' meaning: 1 keeps a token, 0 drops it; any other value is a mistake
+            if attention_mask.dtype != "bool":
+                check_token_ids(attention_mask.array, 2, "BERT attention_mask (1 keep, 0 padding)")
             allowed = (attention_mask.array != 0).reshape(B, 1, 1, T)  # (B, 1, 1, T)
             mask = Tensor._wrap(allowed, input_ids._backend, False, None)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
-from tinyllm.config import JSONConfig
-from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
+from tinyllm.config import MAX_CONTEXT, MAX_LAYERS, MAX_VOCAB_SIZE, MAX_WIDTH, JSONConfig, config_checks
+from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
 from tinyllm.nn.attention import KVCache
@@ -26,6 +26,7 @@ from tinyllm.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from tinyllm.nn.module import Module, ModuleList
 from tinyllm.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from tinyllm.nn.transformer import Block
+from tinyllm.validate import check_bool, check_choice, check_float, check_int, check_token_ids
 
 _INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 
@@ -47,20 +48,20 @@ class GPTConfig(JSONConfig):
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        with config_checks():
+            check_int("GPTConfig.vocab_size", self.vocab_size, 1, MAX_VOCAB_SIZE)
+            check_int("GPTConfig.block_size", self.block_size, 1, MAX_CONTEXT)
+            check_int("GPTConfig.n_layer", self.n_layer, 1, MAX_LAYERS)
+            check_int("GPTConfig.n_head", self.n_head, 1, MAX_WIDTH)
+            check_int("GPTConfig.n_embd", self.n_embd, 1, MAX_WIDTH)
+            check_float("GPTConfig.dropout", self.dropout, 0.0, below=1.0)
+            check_bool("GPTConfig.bias", self.bias)
+            check_choice("GPTConfig.activation", self.activation, ("gelu", "gelu_tanh"))
+            check_choice("GPTConfig.positional", self.positional, ("learned", "sinusoidal"))
+            check_float("GPTConfig.layer_norm_eps", self.layer_norm_eps, above=0.0)
+            check_bool("GPTConfig.tie_embeddings", self.tie_embeddings)
         if self.n_embd % self.n_head:
             raise ConfigError(f"GPTConfig: n_embd {self.n_embd} must be divisible by n_head {self.n_head}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ("gelu", "gelu_tanh"):
-            raise ConfigError(f"GPTConfig.activation must be 'gelu' or 'gelu_tanh', got {self.activation!r}")
-        if self.positional not in ("learned", "sinusoidal"):
-            raise ConfigError(f"GPTConfig.positional must be 'learned' or 'sinusoidal', got {self.positional!r}")
-        if not self.layer_norm_eps > 0:
-            raise ConfigError(f"GPTConfig.layer_norm_eps must be positive, got {self.layer_norm_eps}")
 
 
 class GPT(GenerationMixin, Module):
@@ -137,11 +138,7 @@ class GPT(GenerationMixin, Module):
                 f"sequence length {held} cached + {T} new = {held + T} exceeds the model's block_size "
                 f"{self.config.block_size}"
             )
-        xp = idx._backend.xp
-        low, high = int(xp.min(idx.array)), int(xp.max(idx.array))
-        if low < 0 or high >= self.config.vocab_size:
-            bad = high if high >= self.config.vocab_size else low
-            raise OutOfRangeError(f"token id {bad} is out of range for vocab_size {self.config.vocab_size}")
+        check_token_ids(idx.array, self.config.vocab_size, "GPT input")
         return idx
 
     # -- generation -----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ query, key and value projections are one matrix (`qkv_proj`), and gate and up ar
 instead of copying the keys and values once per query head.
 
 `Llama.from_gguf(path)` reads a llama.cpp GGUF file (weights dequantized to float32) and
-returns the model with its tokenizer as `model.tokenizer`.
+returns the model with its tokenizer as `model.tokenizer`; with `quantized=True` its projections
+also keep the file's Q4_1/Q8_0 blocks, which decoding steps multiply directly (nn/quantized.py).
 """
 
 # ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
@@ -26,14 +27,16 @@ from dataclasses import dataclass
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
-from tinyllm.config import JSONConfig
-from tinyllm.errors import ConfigError, DTypeError, OutOfRangeError, ShapeError
+from tinyllm.config import MAX_CONTEXT, MAX_FFN, MAX_LAYERS, MAX_VOCAB_SIZE, MAX_WIDTH, JSONConfig, config_checks
+from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
-from tinyllm.nn.attention import KVCache, LayerKVCache
+from tinyllm.nn.attention import DotProductAttention, KVCache, LayerKVCache
 from tinyllm.nn.layers import Embedding, Linear, RMSNorm
 from tinyllm.nn.module import Module, ModuleList
+from tinyllm.nn.quantized import QuantizedLinear, linear_or_quantized
 from tinyllm.nn.rope import RotaryEmbedding
+from tinyllm.validate import check_bool, check_float, check_int, check_token_ids
 
 _INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 
@@ -55,12 +58,20 @@ class LlamaConfig(JSONConfig):
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        if self.head_dim is None:
-            self.head_dim = self.n_embd // self.n_head
-        for name in ("vocab_size", "block_size", "n_layer", "n_embd", "n_head", "n_kv_head", "ffn_dim", "head_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"LlamaConfig.{name} must be a positive int, got {value!r}")
+        with config_checks():
+            check_int("LlamaConfig.vocab_size", self.vocab_size, 1, MAX_VOCAB_SIZE)
+            check_int("LlamaConfig.block_size", self.block_size, 1, MAX_CONTEXT)
+            check_int("LlamaConfig.n_layer", self.n_layer, 1, MAX_LAYERS)
+            check_int("LlamaConfig.n_embd", self.n_embd, 1, MAX_WIDTH)
+            check_int("LlamaConfig.n_head", self.n_head, 1, MAX_WIDTH)
+            check_int("LlamaConfig.n_kv_head", self.n_kv_head, 1, MAX_WIDTH)
+            check_int("LlamaConfig.ffn_dim", self.ffn_dim, 1, MAX_FFN)
+            if self.head_dim is None:
+                self.head_dim = self.n_embd // self.n_head
+            check_int("LlamaConfig.head_dim", self.head_dim, 1, MAX_WIDTH)
+            check_float("LlamaConfig.rope_base", self.rope_base, above=1.0)
+            check_float("LlamaConfig.norm_eps", self.norm_eps, above=0.0)
+            check_bool("LlamaConfig.tie_embeddings", self.tie_embeddings)
         if self.n_head % self.n_kv_head:
             raise ConfigError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
         if self.head_dim % 2:
@@ -76,6 +87,7 @@ class GroupedQueryAttention(Module):
         H, H_kv, D = self.n_head, self.n_kv_head, self.head_dim
         self.qkv_proj = Linear(config.n_embd, (H + 2 * H_kv) * D, bias=False)
         self.o_proj = Linear(H * D, config.n_embd, bias=False)
+        self.attend = DotProductAttention()
 
     def forward(self, x: Tensor, rope: RotaryEmbedding, start: int, cache: LayerKVCache | None) -> Tensor:
         """Return the attention output (B, T, C) for x (B, T, C) at positions start .. start + T - 1."""
@@ -95,7 +107,7 @@ class GroupedQueryAttention(Module):
             y = _attend_all(q, k, v)  # (B, H_kv, G, D)
         else:
             mask = _grouped_causal_mask(x._backend, G, T, T_total)  # (G*T, T_total)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H_kv, G*T, D)
+            y = self.attend(q, k, v, mask)  # (B, H_kv, G*T, D)
         y = y.reshape(B, H, T, D).transpose(1, 2).reshape(B, T, H * D)  # (B, T, H*D)
         return self.o_proj(y)  # (B, T, C)
 
@@ -181,6 +193,7 @@ class Llama(GenerationMixin, Module):
         self.lm_head = None if config.tie_embeddings else Linear(config.n_embd, config.vocab_size, bias=False)
         self.rope = RotaryEmbedding(config.head_dim, config.block_size, config.rope_base)
         self.tokenizer = None  # set by from_gguf
+        self.head_blocks = None  # the tied head's quantized blocks, set by from_gguf(quantized=True)
 
     def forward(self, ids, cache: KVCache | None = None) -> Tensor:
         """Return logits (B, T, vocab_size) for token ids (B, T).
@@ -195,8 +208,9 @@ class Llama(GenerationMixin, Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, self.rope, start, None if cache is None else cache[i])  # (B, T, C)
         x = self.norm(x)  # (B, T, C)
-        head = self.embed.weight if self.lm_head is None else self.lm_head.weight  # (V, C)
-        return F.linear(x, head)  # (B, T, V)
+        if self.lm_head is not None:
+            return self.lm_head(x)  # (B, T, V)
+        return linear_or_quantized(x, self.embed.weight, self.head_blocks)  # (B, T, V)
 
     def _check_input(self, ids, cache: KVCache | None) -> Tensor:
         """Return ids as an integer tensor (B, T), or raise a typed error naming the problem."""
@@ -215,11 +229,7 @@ class Llama(GenerationMixin, Module):
                 f"sequence of {held} cached + {T} new = {held + T} tokens exceeds the model's context "
                 f"length (block_size) {self.config.block_size}"
             )
-        xp = ids._backend.xp
-        low, high = int(xp.min(ids.array)), int(xp.max(ids.array))
-        if low < 0 or high >= self.config.vocab_size:
-            bad = high if high >= self.config.vocab_size else low
-            raise OutOfRangeError(f"token id {bad} is out of range for vocab_size {self.config.vocab_size}")
+        check_token_ids(ids.array, self.config.vocab_size, "Llama input")
         return ids
 
     # -- generation -----------------------------------------------------------------------------
@@ -230,17 +240,21 @@ class Llama(GenerationMixin, Module):
 
     # -- pretrained weights ---------------------------------------------------------------------
     @classmethod
-    def from_gguf(cls, path) -> Llama:
+    def from_gguf(cls, path, quantized: bool = False) -> Llama:
         """Return the model stored in a llama.cpp GGUF file, weights dequantized to float32, with
         `model.tokenizer` built from the file's metadata. ConfigError if the file is missing, of
-        another architecture or quantized in a way we cannot read."""
+        another architecture or quantized in a way we cannot read. quantized: the projections
+        also keep the file's Q8_0/Q4_1 blocks, for decoding (see nn/quantized.py)."""
         from tinyllm.io.gguf import read_gguf
         from tinyllm.tokenizers.gguf_tokenizer import GGUFTokenizer
 
         gguf_file = read_gguf(path, architectures=("llama",))
         config = config_from_gguf(gguf_file)
+        _check_parameter_count(gguf_file, config)  # before anything the metadata sizes is allocated
         model = cls(config)
         model.load_state_dict(state_dict_from_gguf(gguf_file, config))
+        if quantized:
+            attach_quantized_blocks(model, gguf_file)
         model.tokenizer = GGUFTokenizer.from_gguf(gguf_file)
         return model.eval()
 
@@ -250,7 +264,32 @@ class Llama(GenerationMixin, Module):
 
 
 def config_from_gguf(gguf_file) -> LlamaConfig:
-    """Return the LlamaConfig that a GGUF file's `llama.*` metadata describes."""
+    """Return the LlamaConfig that a GGUF file's `llama.*` metadata describes (ConfigError naming
+    the file for a value of the wrong kind or out of bounds)."""
+    try:
+        return _config_from_gguf(gguf_file)
+    except (TypeError, ValueError, OverflowError) as error:
+        if isinstance(error, ConfigError):
+            raise ConfigError(f"GGUF file {gguf_file.path.name}: {error}") from None
+        raise ConfigError(
+            f"GGUF file {gguf_file.path.name}: a model size in its metadata is malformed ({error})"
+        ) from None
+
+
+def _check_parameter_count(gguf_file, config: LlamaConfig) -> None:
+    """Raise ConfigError if the metadata describes more weights than the file's tensors hold."""
+    C, H, H_kv, D, F = config.n_embd, config.n_head, config.n_kv_head, config.head_dim, config.ffn_dim
+    per_layer = C * (H + 2 * H_kv) * D + H * D * C + 3 * C * F + 2 * C
+    needed = config.vocab_size * C * (1 if config.tie_embeddings else 2) + config.n_layer * per_layer + C
+    held = sum(gguf_file.tensor_elements.values())
+    if needed > held:
+        raise ConfigError(
+            f"GGUF file {gguf_file.path.name}: its metadata describes a model of {needed} weights, "
+            f"but its tensors hold {held}"
+        )
+
+
+def _config_from_gguf(gguf_file) -> LlamaConfig:
     arch = gguf_file.architecture
     n_embd = int(gguf_file.require(f"{arch}.embedding_length"))
     n_head = int(gguf_file.require(f"{arch}.attention.head_count"))
@@ -280,6 +319,44 @@ def unpermute_rotary_rows(weight, n_heads: int):
     D = rows // n_heads
     by_pair = weight.reshape(n_heads, D // 2, 2, cols)  # (heads, pair i, member, C)
     return by_pair.transpose(0, 2, 1, 3).reshape(rows, cols)  # (heads, member, pair i, C) -> rows
+
+
+def attach_quantized_blocks(model: Llama, gguf_file) -> None:
+    """Give each projection of the model (and the head) the GGUF file's blocks of its weight,
+    rows in the order of the float32 weight; projections stored in other encodings stay Linear."""
+    from tinyllm.kernels.qmatmul_reference import BLOCK_BYTES, QuantizedWeight
+
+    def blocks(*names: str, rotary: bool = False):
+        kinds_and_bytes = [gguf_file.raw_blocks(name) for name in names]
+        if any(kind not in BLOCK_BYTES or kind != kinds_and_bytes[0][0] for kind, _ in kinds_and_bytes):
+            return None
+        weights = [QuantizedWeight.from_blocks(kind, raw) for kind, raw in kinds_and_bytes]
+        if rotary:  # the query and key rows, reordered as in unpermute_rotary_rows
+            weights[0] = weights[0].rows(_rotary_row_order(weights[0].shape[0], model.config.n_head))
+            weights[1] = weights[1].rows(_rotary_row_order(weights[1].shape[0], model.config.n_kv_head))
+        return QuantizedWeight.stack(weights)
+
+    def attach(parent: Module, attribute: str, *names: str, rotary: bool = False) -> None:
+        quantized = blocks(*names, rotary=rotary)
+        if quantized is not None:
+            setattr(parent, attribute, QuantizedLinear(getattr(parent, attribute).weight, quantized))
+
+    for i, layer in enumerate(model.layers):
+        prefix = f"blk.{i}."
+        names = [prefix + n for n in ("attn_q.weight", "attn_k.weight", "attn_v.weight")]
+        attach(layer.attn, "qkv_proj", *names, rotary=True)
+        attach(layer.attn, "o_proj", prefix + "attn_output.weight")
+        attach(layer.mlp, "gate_up_proj", prefix + "ffn_gate.weight", prefix + "ffn_up.weight")
+        attach(layer.mlp, "down_proj", prefix + "ffn_down.weight")
+    if model.lm_head is None:
+        model.head_blocks = blocks("token_embd.weight")
+    else:
+        attach(model, "lm_head", "output.weight")
+
+
+def _rotary_row_order(rows: int, n_heads: int):
+    """Return the row index that `unpermute_rotary_rows` applies to a (rows, C) weight."""
+    return unpermute_rotary_rows(np.arange(rows)[:, None], n_heads)[:, 0]
 
 
 def state_dict_from_gguf(gguf_file, config: LlamaConfig) -> dict:

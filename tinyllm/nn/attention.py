@@ -135,6 +135,16 @@ def attend_all(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return F.softmax(scores, axis=-1) @ v  # (B, H, Tq, D)
 
 
+class DotProductAttention(Module):
+    """`F.scaled_dot_product_attention` as a Module without parameters, so that the queries, keys,
+    values and mask that reach the attention kernel can be seen (and changed) by forward hooks:
+    `tinyllm.models.inspect` reads attention patterns here without touching the fast kernels."""
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False):
+        """Return softmax(q k^T / sqrt(D) + mask) v: (B, H, Tq, D) for q (B, H, Tq, D), k, v (B, H, Tk, D)."""
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+
+
 class CausalSelfAttention(Module):
     """Multi-head self-attention where each position sees itself and the positions before it.
 
@@ -150,6 +160,7 @@ class CausalSelfAttention(Module):
         self.n_embd, self.n_head, self.head_dim = n_embd, n_head, n_embd // n_head
         self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = Linear(n_embd, n_embd, bias=bias)
+        self.attend = DotProductAttention()
         self.resid_dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, cache: LayerKVCache | None = None) -> Tensor:
@@ -161,7 +172,7 @@ class CausalSelfAttention(Module):
         qkv = qkv.reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, T, D)
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
+            y = self.attend(q, k, v, None, True)  # (B, H, T, D)
         else:
             k, v = cache.append(k, v)  # each (B, H, T_total, D)
             T_total = k.shape[2]
@@ -169,7 +180,7 @@ class CausalSelfAttention(Module):
                 y = attend_all(q, k, v)  # (B, H, 1, D)
             else:
                 mask = causal_mask_with_offset(x._backend, T, T_total)  # (T, T_total)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, D)
+                y = self.attend(q, k, v, mask)  # (B, H, T, D)
         y = y.permute(0, 2, 1, 3).reshape(B * T, C)  # (B*T, C)
         y = self.c_proj(y)  # (B*T, C)
         return self.resid_dropout(y).reshape(B, T, C)  # (B, T, C)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from itertools import count
 from typing import NamedTuple
 
 from tinyllm.autograd.grad_mode import no_grad
@@ -48,6 +49,25 @@ def _check_name(name, kind: str) -> str:
     if not isinstance(name, str) or not name or "." in name:
         raise ArgumentError(f"{kind} name must be a non-empty string without '.', got {name!r}")
     return name
+
+
+_HOOK_IDS = count()
+
+
+class RemovableHandle:
+    """What registering a hook returns: `.remove()` (or leaving a `with` block) unregisters it."""
+
+    def __init__(self, hooks: dict, key: int) -> None:
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 class Module:
@@ -93,7 +113,40 @@ class Module:
         self._non_persistent_buffers.discard(name)
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_hooks")
+        if not hooks:  # the common case: one dict lookup, no hook machinery
+            return self.forward(*args, **kwargs)
+        for kind, hook in list(hooks.values()):
+            if kind == "pre":
+                changed = hook(self, args)
+                if changed is not None:
+                    args = changed if isinstance(changed, tuple) else (changed,)
+        output = self.forward(*args, **kwargs)
+        for kind, hook in list(hooks.values()):
+            if kind == "post":
+                changed = hook(self, args, output)
+                if changed is not None:
+                    output = changed
+        return output
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """Return a handle of `hook(module, args)`, called before each forward with the positional
+        arguments; a return value other than None replaces them (a non-tuple becomes `(value,)`)."""
+        return self._add_hook("pre", hook)
+
+    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
+        """Return a handle of `hook(module, args, output)`, called after each forward; a return
+        value other than None replaces the output."""
+        return self._add_hook("post", hook)
+
+    def _add_hook(self, kind: str, hook: Callable) -> RemovableHandle:
+        # created at the first registration, so that modules without hooks carry nothing
+        if "_hooks" not in self.__dict__:
+            object.__setattr__(self, "_hooks", OrderedDict())
+        key = next(_HOOK_IDS)
+        self._hooks[key] = (kind, hook)
+        return RemovableHandle(self._hooks, key)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError

@@ -1,8 +1,9 @@
 """Scaled dot-product attention, PyTorch's signature, dispatched to a kernel.
 
 - q (B, H, Tq, D), k and v (B, H, Tk, D); the result is (B, H, Tq, D);
-- attn_mask: bool (True = may attend) or additive float, broadcastable to (B, H, Tq, Tk), e.g. a
-  padding mask (B, 1, 1, Tk); it is not differentiated;
+- attn_mask: bool (True = may attend), integer 0/1 (1 = may attend, as Hugging Face's masks) or
+  additive float, broadcastable to (B, H, Tq, Tk), e.g. a padding mask (B, 1, 1, Tk); it is not
+  differentiated;
 - is_causal: query i attends to keys j <= i (top-left aligned, as PyTorch);
 - a query row whose every key is masked gives zeros (and zero gradients), never NaN.
 
@@ -22,6 +23,7 @@ from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import DTypeError, ShapeError
 from tinyllm.kernels import choose
 from tinyllm.kernels.attention_reference import mask_to_bias
+from tinyllm.validate import check_token_ids
 
 
 class ScaledDotProductAttention(Function):
@@ -64,6 +66,9 @@ def scaled_dot_product_attention(
     bias = None
     if attn_mask is not None:
         _check_mask(attn_mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
-        bias = mask_to_bias(attn_mask.array, q.array)
+        mask = attn_mask.array
+        if attn_mask.dtype in ("int64", "int32", "int16", "int8", "uint8"):  # keep/drop, never a bias
+            mask = check_token_ids(mask, 2, "an integer attn_mask (1 = attend, 0 = masked)") != 0
+        bias = mask_to_bias(mask, q.array)
     save = is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     return ScaledDotProductAttention.apply(q, k, v, bias=bias, causal=bool(is_causal), scale=scale, save=save)

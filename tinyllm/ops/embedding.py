@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
-from tinyllm.errors import DTypeError, OutOfRangeError
+from tinyllm.errors import DTypeError
+from tinyllm.validate import check_token_ids
 
 
 class Embedding(Function):
@@ -26,10 +27,5 @@ def embedding(ids: Tensor, weight: Tensor) -> Tensor:
     """Return weight[ids]: ids (...) of integers in [0, num_embeddings), result (..., dim)."""
     if ids.dtype not in ("int64", "int32", "int16", "int8", "uint8"):
         raise DTypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
-    if ids.numel():
-        xp = ids._backend.xp
-        low, high = int(xp.min(ids.array)), int(xp.max(ids.array))
-        if low < 0 or high >= weight.shape[0]:
-            bad = high if high >= weight.shape[0] else low
-            raise OutOfRangeError(f"token id {bad} is out of range for an embedding of {weight.shape[0]} rows")
+    check_token_ids(ids.array, weight.shape[0], f"embedding ids (an embedding of {weight.shape[0]} rows)")
     return Embedding.apply(weight, ids.long() if ids.dtype != "int64" else ids)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from tinyllm.autograd.function import Function
+from tinyllm.autograd.grad_mode import is_grad_enabled
 from tinyllm.autograd.tensor import Tensor
-from tinyllm.errors import ShapeError
+from tinyllm.errors import DeviceError, ShapeError, UnsupportedError
 from tinyllm.kernels import choose
+from tinyllm.kernels.qmatmul_reference import QuantizedWeight
 from tinyllm.ops.shape import squeeze, unsqueeze
 
 
@@ -15,8 +19,9 @@ def _swap_last(xp, a):
 
 
 def _rows(xp, a):
-    """Return a (..., k) as a 2-d (rows, k) array: a view when a is contiguous."""
-    return xp.reshape(a, (-1, a.shape[-1]))
+    """Return a (..., k) as a 2-d (rows, k) array: a view when a is contiguous. The row count is
+    spelled out: with k = 0, -1 would be ambiguous."""
+    return xp.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
 
 
 class MatMul(Function):
@@ -68,6 +73,27 @@ class Linear(Function):
         if not self.has_bias:
             return grad_x, grad_w
         return grad_x, grad_w, xp.sum(grad_rows, axis=0)
+
+
+class QuantizedLinear(Function):
+    """x @ W.T for a weight kept in GGUF's quantized blocks: inference only (no backward)."""
+
+    def forward(self, x, weight):
+        kernel = choose("qmatmul", x)
+        out = kernel.linear(_rows(self.xp, x), weight)  # (rows, out)
+        return self.xp.reshape(out, x.shape[:-1] + (weight.shape[0],))
+
+
+def quantized_linear(x: Tensor, weight: QuantizedWeight) -> Tensor:
+    """Return x @ W.T, x (..., in) float32 on the CPU, W (out, in) given by its quantized blocks
+    (kernels/qmatmul_reference.py): (..., out). Nothing is differentiated."""
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ShapeError(f"quantized_linear: input of shape {x.shape} does not fit weight of shape {weight.shape}")
+    if x.device != "cpu" or x.dtype != "float32":
+        raise DeviceError(f"quantized_linear runs on float32 CPU tensors, got {x.dtype} on {x.device!r}")
+    if x.requires_grad and is_grad_enabled():
+        raise UnsupportedError("quantized_linear has no backward; run it under tinyllm.no_grad()")
+    return QuantizedLinear.apply(x, weight=weight)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
-from builtins import max as builtins_max
-
 from tinyllm.autograd.function import Function
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import DTypeError, OutOfRangeError, ShapeError
+from tinyllm.kernels import choose
 
 
 class CrossEntropy(Function):
-    """Mean over non-ignored rows of -log softmax(logits)[target]; logits (N, C), targets (N,)."""
+    """Mean over non-ignored rows of -log softmax(logits)[target]; logits (N, C), targets (N,).
+
+    The math is in kernels/cross_entropy_reference.py; a Numba kernel runs it in one pass per row
+    on the CPU.
+    """
 
     def forward(self, logits, targets, ignore_index):
-        xp = self.xp
-        n_classes = logits.shape[-1]
-        valid = targets != ignore_index
-        safe_targets = xp.where(valid, targets, xp.zeros_like(targets))
-        shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
-        is_target = xp.arange(n_classes, dtype=targets.dtype)[None, :] == safe_targets[:, None]
-        self.onehot = xp.astype(is_target, logits.dtype)
-        self.valid = xp.astype(valid, logits.dtype)
-        self.count = builtins_max(int(xp.sum(xp.astype(valid, xp.int64))), 1)
-        self.log_probs = log_probs
-        # pick with `where`, not by multiplying with the one-hot: a -inf logit times 0 is NaN
-        picked = xp.sum(xp.where(is_target, log_probs, xp.zeros_like(log_probs)), axis=-1)
-        return -xp.sum(xp.where(valid, picked, xp.zeros_like(picked))) / self.count
+        self.kernel = choose("cross_entropy", logits)
+        loss, self.saved = self.kernel.forward(logits, targets, ignore_index)
+        return loss
 
     def backward(self, grad):
-        xp = self.xp
-        probs = xp.exp(self.log_probs)
-        return (probs - self.onehot) * (self.valid[:, None] * (grad / self.count))
+        return self.kernel.backward(self.saved, grad)
 
 
 def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100) -> Tensor:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from tinyllm import kernels
+from tinyllm.autograd.function import record_write
 from tinyllm.optim.optimizer import Optimizer
 from tinyllm.validate import check_float
 
@@ -15,8 +17,11 @@ from tinyllm.validate import check_float
 class AdamW(Optimizer):
     """p <- p (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps); m, v the moving moments of the gradient.
 
-    amsgrad divides by the running maximum of v instead; `maximize` ascends; `foreach` and
-    `fused` choose an implementation in PyTorch and are accepted as they are.
+    amsgrad divides by the running maximum of v instead; `maximize` ascends. `fused`: None (the
+    default) runs each update as one in-place pass of the "adamw" kernel family where it applies
+    (the Numba kernel on the CPU), True forces that kernel, False keeps the array code; all give
+    the same parameters to float rounding. `foreach` chooses an implementation in PyTorch and is
+    accepted as it is.
     """
 
     def __init__(
@@ -62,6 +67,9 @@ class AdamW(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(param.array)
         state["step"] += 1
         step = state["step"]
+        if self._fused_applies(group):
+            self._fused_update(param, grad, state, group, step)
+            return
         data = param.array
         if weight_decay and group.get("decoupled_weight_decay", True):
             data = data * (1 - lr * weight_decay)  # decoupled: the decay never enters the moments
@@ -78,3 +86,24 @@ class AdamW(Optimizer):
         denominator = xp.sqrt(second_moment) / math.sqrt(1 - beta2**step) + eps
         param.array = data - step_size * (exp_avg / denominator)
         state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
+
+    def _fused_applies(self, group: dict) -> bool:
+        """Return whether this group's update runs as one in-place kernel pass: AdamW's decoupled
+        decay without amsgrad or maximize, unless `fused=False` asked for the array code."""
+        plain = group.get("amsgrad") or group.get("maximize") or not group.get("decoupled_weight_decay", True)
+        return group.get("fused") is not False and not plain
+
+    def _fused_update(self, param, grad, state: dict, group: dict, step: int) -> None:
+        """Update param and its moments in place with the "adamw" kernel family (the same numbers
+        as the array code to float rounding); the write is recorded for the version counter."""
+        xp = param._backend.xp
+        if step == 1:  # the kernels update in place: give the parameter an array of its own
+            own = xp.empty_like(param.array)
+            own[...] = param.array
+            param.array = own
+        arrays = (param.array, grad, state["exp_avg"], state["exp_avg_sq"])
+        with kernels.use(adamw="numba" if group.get("fused") else None):
+            kernel = kernels.choose("adamw", *arrays)
+        (beta1, beta2) = group["betas"]
+        kernel.update(*arrays, step, group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+        record_write(param)

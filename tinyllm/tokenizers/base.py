@@ -15,6 +15,7 @@ from pathlib import Path
 from tinyllm.errors import TokenizerError
 
 _REGISTRY: dict[str, type[Tokenizer]] = {}
+MAX_FILE_BYTES = 200_000_000  # a 256k-token vocabulary with its merges is under 50 MB
 
 
 class Tokenizer:
@@ -53,9 +54,15 @@ class Tokenizer:
     def from_dict(state: dict) -> Tokenizer:
         """Return the tokenizer a `to_dict()` result describes (any registered type)."""
         kind = state.get("type") if isinstance(state, dict) else None
-        if kind not in _REGISTRY:
-            raise TokenizerError(f"unknown tokenizer type {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
-        return _REGISTRY[kind]._from_state(state)
+        if not isinstance(kind, str) or kind not in _REGISTRY:
+            raise TokenizerError(f"unknown tokenizer type {str(kind)[:50]!r}; known: {', '.join(sorted(_REGISTRY))}")
+        try:
+            return _REGISTRY[kind]._from_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            if isinstance(error, TokenizerError):
+                raise
+            detail = f"missing {error}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
+            raise TokenizerError(f"malformed {kind} tokenizer state ({detail})"[:300]) from None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON, atomically (temporary file in the same folder, then rename)."""
@@ -75,11 +82,10 @@ class Tokenizer:
     @staticmethod
     def load(path: str | os.PathLike) -> Tokenizer:
         """Return the tokenizer saved at path by `save`."""
-        try:
-            state = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise TokenizerError(f"cannot read tokenizer file {path}: {error}") from error
-        return Tokenizer.from_dict(state)
+        from tinyllm.io.untrusted import parse_json, read_regular_file
+
+        data = read_regular_file(path, TokenizerError, max_bytes=MAX_FILE_BYTES)
+        return Tokenizer.from_dict(parse_json(data, f"tokenizer file {path}", TokenizerError))
 
     def _check_ids(self, ids) -> list[int]:
         ids = [int(i) for i in ids]

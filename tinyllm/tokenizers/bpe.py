@@ -3,7 +3,13 @@
 Every byte maps to one printable Unicode character (GPT-2's `bytes_to_unicode`), so any string
 is a sequence of symbols in a 256-letter alphabet and round-trips exactly. A pre-tokenizer regex
 splits text into words first (merges never cross a word boundary), then each word is merged
-greedily: the adjacent pair with the lowest merge rank is joined, until no ranked pair is left.
+greedily: the adjacent pair with the lowest merge rank is joined (the leftmost of equal ranks),
+until no ranked pair is left. A heap of candidate pairs over a linked list of symbols makes a
+word of n bytes cost O(n log n), as Hugging Face's tokenizers do, not O(n^2).
+
+The pattern comes from a file, so it is untrusted: the known pre-tokenizer patterns
+(`KNOWN_PATTERNS`) run as they are; any other is matched under a time bound, so a pattern that
+backtracks catastrophically (`(a|aa)+$`) raises TokenizerError instead of hanging.
 
 `ByteLevelBPE(vocab, merges, pattern, special_tokens)` takes the same data as GPT-2's vocab.json
 and merges.txt, or a GGUF file's token list and merges; `ByteLevelBPE.train(text, vocab_size)`
@@ -18,10 +24,26 @@ from functools import lru_cache
 
 import regex
 
+from tinyllm.config import MAX_VOCAB_SIZE
 from tinyllm.errors import TokenizerError
 from tinyllm.tokenizers.base import Tokenizer
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+KNOWN_PATTERNS = frozenset({GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN})
+MAX_PATTERN_LENGTH = 1000
+
+
+def _match_seconds(text: str) -> float:
+    """The time bound of an unknown pattern on text: generous for linear matching (about 10x)."""
+    return 0.25 + 2e-6 * len(text)
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +77,7 @@ class ByteLevelBPE(Tokenizer):
     ) -> None:
         self.vocab = dict(vocab)
         self.merges = [tuple(m) for m in merges]
+        _check_entries(self.vocab, special_tokens or {}, self.merges)
         self.pattern = pattern
         self.special_tokens = dict(special_tokens or {})
         self.byte_encoder = bytes_to_unicode()
@@ -71,7 +94,13 @@ class ByteLevelBPE(Tokenizer):
         for token, token_id in self.vocab.items():
             self.id_to_token[token_id] = token
         self.special_ids = {token_id: token for token, token_id in self.special_tokens.items()}
-        self.splitter = regex.compile(pattern)
+        if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_LENGTH:
+            raise TokenizerError(f"pre-tokenizer pattern must be a string of at most {MAX_PATTERN_LENGTH} characters")
+        try:
+            self.splitter = regex.compile(pattern)
+        except (regex.error, RecursionError, OverflowError) as error:
+            raise TokenizerError(f"pre-tokenizer pattern {pattern[:80]!r} does not compile: {error}") from None
+        self.pattern_is_known = pattern in KNOWN_PATTERNS
         specials = sorted(self.special_tokens, key=len, reverse=True)
         self.special_splitter = (
             regex.compile("(" + "|".join(regex.escape(s) for s in specials) + ")") if specials else None
@@ -96,7 +125,16 @@ class ByteLevelBPE(Tokenizer):
 
     def pre_tokenize(self, text: str) -> list[str]:
         """Return the words the pattern splits text into (their concatenation is text)."""
-        words = self.splitter.findall(text)
+        if self.pattern_is_known:
+            words = self.splitter.findall(text)
+        else:
+            try:
+                words = self.splitter.findall(text, timeout=_match_seconds(text))
+            except TimeoutError:
+                raise TokenizerError(
+                    f"pre-tokenizer pattern {self.pattern[:80]!r} took longer than {_match_seconds(text):.2f} s on "
+                    f"{len(text)} characters (catastrophic backtracking?); use one of the known patterns"
+                ) from None
         if sum(len(w) for w in words) != len(text):
             raise TokenizerError(f"pre-tokenizer pattern {self.pattern!r} does not cover every character of the text")
         return words
@@ -105,22 +143,7 @@ class ByteLevelBPE(Tokenizer):
         cached = self._word_cache.get(word)
         if cached is not None:
             return cached
-        symbols = [self.byte_encoder[b] for b in word.encode("utf-8")]
-        while len(symbols) > 1:
-            pairs = [(self.ranks.get(pair, len(self.ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:]))]
-            rank, _ = min(pairs)
-            if rank == len(self.ranks):
-                break
-            a, b = self.merges[rank]
-            merged, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                    merged.append(a + b)
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            symbols = merged
+        symbols = self._merge([self.byte_encoder[b] for b in word.encode("utf-8")])
         ids = (
             [self.vocab[s] for s in symbols if s in self.vocab]
             if self.missing_bytes
@@ -129,6 +152,38 @@ class ByteLevelBPE(Tokenizer):
         if len(self._word_cache) < 100_000:
             self._word_cache[word] = ids
         return ids
+
+    def _merge(self, symbols: list[str]) -> list[str]:
+        """Return symbols after every merge: repeatedly join the lowest-ranked adjacent pair (leftmost first).
+
+        symbols[i] is None once merged into its left neighbour; following[i] / preceding[i] link the
+        live ones. The heap holds (rank, i) for the pair starting at i; an entry whose pair has since
+        changed is stale and skipped when popped, so each merge costs O(log n).
+        """
+        n = len(symbols)
+        if n < 2:
+            return symbols
+        ranks = self.ranks
+        following = list(range(1, n + 1))  # n: the end
+        preceding = list(range(-1, n - 1))  # -1: the start
+        heap = [(ranks[pair], i) for i, pair in enumerate(zip(symbols, symbols[1:])) if pair in ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = following[i] if symbols[i] is not None else n
+            if j == n or ranks.get((symbols[i], symbols[j])) != rank:
+                continue  # stale: i was merged away, or its right neighbour changed
+            symbols[i] += symbols[j]
+            symbols[j] = None
+            following[i] = following[j]
+            if following[j] < n:
+                preceding[following[j]] = i
+            left, right = preceding[i], following[i]
+            if left >= 0 and (symbols[left], symbols[i]) in ranks:
+                heapq.heappush(heap, (ranks[symbols[left], symbols[i]], left))
+            if right < n and (symbols[i], symbols[right]) in ranks:
+                heapq.heappush(heap, (ranks[symbols[i], symbols[right]], i))
+        return [s for s in symbols if s is not None]
 
     # -- decoding ------------------------------------------------------------------------------
     def decode_bytes(self, ids) -> bytes:
@@ -231,6 +286,26 @@ class ByteLevelBPE(Tokenizer):
         vocab = token_ids
         specials = {token: len(tokens) + i for i, token in enumerate(special_tokens)}
         return cls(vocab, [(tokens[a], tokens[b]) for a, b in merges], pattern, specials)
+
+
+def _check_entries(vocab: dict, special_tokens: dict, merges: list) -> None:
+    """Raise TokenizerError unless tokens are strings with integer ids in [0, MAX_VOCAB_SIZE) and
+    merges are pairs of strings (a file could hold anything; an id of 10**12 would allocate a
+    table of that many entries)."""
+    for table, what in ((vocab, "vocab"), (special_tokens, "special_tokens")):
+        for token, token_id in table.items():
+            if (
+                not isinstance(token, str)
+                or not isinstance(token_id, int)
+                or isinstance(token_id, bool)
+                or not 0 <= token_id < MAX_VOCAB_SIZE
+            ):
+                raise TokenizerError(
+                    f"{what} entry {str(token)[:40]!r}: {str(token_id)[:40]} is not a token id in [0, {MAX_VOCAB_SIZE})"
+                )
+    for rank, merge in enumerate(merges):
+        if len(merge) != 2 or not all(isinstance(part, str) for part in merge):
+            raise TokenizerError(f"merge {rank} must be a pair of strings, got {str(merge)[:60]}")
 
 
 def _merge_pair(symbols: list[int], pair: tuple[int, int], new_id: int) -> list[int]:

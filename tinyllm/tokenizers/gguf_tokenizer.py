@@ -15,29 +15,20 @@ original tokenizer.json does; the two differ only on whitespace right before a d
 from __future__ import annotations
 
 from tinyllm.errors import ConfigError, TokenizerError
-from tinyllm.tokenizers.bpe import GPT2_PATTERN, ByteLevelBPE
+from tinyllm.tokenizers.bpe import GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN, ByteLevelBPE
 from tinyllm.tokenizers.chat_template import render_chat_template
-
-_LLAMA3_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_QWEN2_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 
 # tokenizer.ggml.pre -> pre-tokenizer regex (as transformers maps them); others: GPT-2's
 PRE_TOKENIZER_PATTERNS = {
     "default": GPT2_PATTERN,
     "gpt2": GPT2_PATTERN,
     "smollm": GPT2_PATTERN,
-    "llama3": _LLAMA3_PATTERN,
-    "llama-v3": _LLAMA3_PATTERN,
-    "llama-bpe": _LLAMA3_PATTERN,
-    "smaug-bpe": _LLAMA3_PATTERN,
-    "dbrx": _LLAMA3_PATTERN,
-    "qwen2": _QWEN2_PATTERN,
+    "llama3": LLAMA3_PATTERN,
+    "llama-v3": LLAMA3_PATTERN,
+    "llama-bpe": LLAMA3_PATTERN,
+    "smaug-bpe": LLAMA3_PATTERN,
+    "dbrx": LLAMA3_PATTERN,
+    "qwen2": QWEN2_PATTERN,
 }
 
 _CONTROL, _USER_DEFINED = 3, 4

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from tinyllm.autograd.grad_mode import no_grad
 from tinyllm.backend import HostRandom, np
 from tinyllm.errors import DataError
+from tinyllm.metrics import accuracy, precision_recall_f1
 from tinyllm.optim import AdamW, WarmupCosine, clip_grad_norm, set_lr, weight_decay_groups
 
 
@@ -146,15 +147,12 @@ def predict(model, texts: list[str], batch_size: int = 64, max_length: int = 64)
 
 def classification_scores(predictions, labels) -> dict:
     """Return accuracy and the F1 of the positive class (label 1) and macro F1 over both classes."""
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    scores = {"accuracy": float((predictions == labels).mean())}
-    f1 = []
-    for positive in (0, 1):
-        true_pos = int(((predictions == positive) & (labels == positive)).sum())
-        predicted, actual = int((predictions == positive).sum()), int((labels == positive).sum())
-        f1.append(2 * true_pos / (predicted + actual) if predicted + actual else 0.0)
-    scores["f1"], scores["macro_f1"] = f1[1], (f1[0] + f1[1]) / 2
-    return scores
+    return {
+        "accuracy": accuracy(predictions, labels),
+        "f1": precision_recall_f1(predictions, labels, positive=1)[2],
+        "macro_f1": (precision_recall_f1(predictions, labels, 0)[2] + precision_recall_f1(predictions, labels, 1)[2])
+        / 2,
+    }
 
 
 def evaluate(model, texts: list[str], labels: list[int], batch_size: int = 64, max_length: int = 64) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinyllm.config import JSONConfig
-from tinyllm.errors import ConfigError
+from tinyllm.config import JSONConfig, config_checks
+from tinyllm.validate import check_choice, check_float, check_int, check_str
 
 
 @dataclass
@@ -36,21 +36,34 @@ class TrainConfig(JSONConfig):
     tokenizer: str = "char"  # "char" or "bpe" (used when a run starts; a resumed run keeps its own)
     bpe_vocab_size: int = 512
     device: str = "cpu"
+    zero: int = 0  # with several ranks: 1 shards AdamW's moments across them (ZeRO-1), 0 keeps a full copy on each
 
     def __post_init__(self) -> None:
-        positive = ("batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "log_interval", "bpe_vocab_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_iters", "warmup_iters"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ConfigError(f"TrainConfig.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.tokenizer not in ("char", "bpe"):
-            raise ConfigError(f"TrainConfig.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
-        if not self.lr > 0 or self.min_lr < 0:
-            raise ConfigError(f"TrainConfig: lr must be > 0 and min_lr >= 0, got {self.lr} and {self.min_lr}")
+        """Check every field's type and range (ConfigError naming the field and the value)."""
+        with config_checks():
+            for name in ("batch_size", "grad_accum_steps", "eval_interval", "eval_iters", "log_interval"):
+                check_int(f"TrainConfig.{name}", getattr(self, name), minimum=1)
+            for name in ("max_iters", "warmup_iters"):
+                check_int(f"TrainConfig.{name}", getattr(self, name), minimum=0)
+            for name in ("lr_decay_iters", "checkpoint_interval"):
+                if getattr(self, name) is not None:
+                    check_int(f"TrainConfig.{name}", getattr(self, name), minimum=1)
+            check_int("TrainConfig.seed", self.seed)
+            check_int("TrainConfig.bpe_vocab_size", self.bpe_vocab_size, minimum=257)
+            check_choice("TrainConfig.optimizer", self.optimizer, ("adamw", "sgd"))
+            check_choice("TrainConfig.tokenizer", self.tokenizer, ("char", "bpe"))
+            check_float("TrainConfig.lr", self.lr, above=0.0)
+            check_float("TrainConfig.min_lr", self.min_lr, minimum=0.0)
+            check_float("TrainConfig.weight_decay", self.weight_decay, minimum=0.0)
+            check_float("TrainConfig.beta1", self.beta1, minimum=0.0, below=1.0)
+            check_float("TrainConfig.beta2", self.beta2, minimum=0.0, below=1.0)
+            check_float("TrainConfig.momentum", self.momentum, minimum=0.0, below=1.0)
+            check_float("TrainConfig.grad_clip", self.grad_clip, minimum=0.0)  # 0: off; negative is a mistake
+            check_float("TrainConfig.val_fraction", self.val_fraction, above=0.0, below=1.0)
+            if self.data is not None:
+                check_str("TrainConfig.data", self.data, allow_empty=False)
+            check_str("TrainConfig.device", self.device, allow_empty=False)
+            check_choice("TrainConfig.zero", self.zero, (0, 1))
 
     @property
     def decay_iters(self) -> int:

@@ -9,6 +9,13 @@ Exact resume: a checkpoint holds the weights, the optimizer moments and step cou
 RNG state (dropout), the batch sampler's RNG state (data position) and the step, so N steps in one
 run give bit-identical weights to k steps, stop, resume, N - k steps.
 
+Data parallelism: with a communicator of N ranks (`tinyllm.distributed.init()` under `mpiexec -n
+N`), every rank draws the same global batch of `batch_size` rows and trains on its own slice of
+batch_size / N rows; `DataParallel` averages the gradients (or `ZeroAdamW` reduce-scatters them
+with `zero=1`), so N ranks take the steps one process takes on the same batches. Only rank 0
+writes the log, the checkpoints and the progress bar. A stop (Ctrl-C, or SIGTERM under several
+ranks) is agreed by all ranks at the end of a step, so all stop after the same step and save.
+
 Ctrl-C: the first SIGINT asks the loop to stop after the current step, then a checkpoint is saved
 and `fit` returns with `interrupted=True`; a KeyboardInterrupt raised inside a step (a second
 Ctrl-C, or one from a callback) rolls the step back to its start (no update has been applied
@@ -18,6 +25,7 @@ saved consistently; it propagates and the previous checkpoint stays.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -25,10 +33,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyllm.backend import RANDOM
+from tinyllm.backend import RANDOM, np
 from tinyllm.data import BatchSampler, Corpus, fixed_batches
-from tinyllm.errors import CheckpointError
+from tinyllm.distributed import Communicator, DataParallel, LocalCommunicator, ZeroAdamW, rank_stream_of
+from tinyllm.errors import CheckpointError, ConfigError
 from tinyllm.io import Checkpoint, load_checkpoint, save_checkpoint
+from tinyllm.kernels import tune_for_training
 from tinyllm.optim import SGD, AdamW, WarmupCosine, clip_grad_norm, set_lr, weight_decay_groups
 from tinyllm.train.config import TrainConfig
 from tinyllm.train.evaluate import evaluate_loss, language_model_loss, perplexity
@@ -55,7 +65,8 @@ def make_optimizer(model, config: TrainConfig):
 
 
 class Trainer:
-    """Trains `model` (ids (B, T) -> logits (B, T, V)) on a Corpus; writes its log and checkpoints to out_dir."""
+    """Trains `model` (ids (B, T) -> logits (B, T, V)) on a Corpus, data-parallel over comm's ranks
+    when one is given; writes its log and checkpoints to out_dir."""
 
     def __init__(
         self,
@@ -66,23 +77,33 @@ class Trainer:
         out_dir=None,
         callbacks=(),
         progress: bool = True,
+        comm: Communicator | None = None,
     ) -> None:
         self.model, self.tokenizer, self.corpus, self.config = model, tokenizer, corpus, config
+        self.comm = comm = comm if comm is not None else LocalCommunicator()
+        if config.batch_size % comm.world_size:
+            raise ConfigError(
+                f"batch_size {config.batch_size} (the global batch) does not split over {comm.world_size} ranks"
+            )
         self.block_size = model.config.block_size
         corpus.check(self.block_size)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks)
-        self.progress = progress
+        self.progress = progress and comm.is_main
         model.to(config.device)
         model.train()
+        self.data_parallel = DataParallel(model, comm, reduce_gradients=not config.zero)
         self.optimizer = make_optimizer(model, config)
+        if config.zero:
+            self.optimizer = ZeroAdamW(self.optimizer, comm)
+        rank_stream_of(RANDOM, comm)
         self.schedule = WarmupCosine(config.lr, config.warmup_iters, config.decay_iters, config.min_lr)
         self.sampler = BatchSampler(corpus.train, config.batch_size, self.block_size, seed=config.seed)
         self.val_batches = fixed_batches(
             corpus.val, config.eval_iters, config.batch_size, self.block_size, config.seed + 1
         )
         self.step = 0
-        self.log = JsonlLog(self.out_dir / "log.jsonl") if self.out_dir is not None else None
+        self.log = JsonlLog(self.out_dir / "log.jsonl") if self.out_dir is not None and comm.is_main else None
         self.last_val_loss: float | None = None
         self._recent_losses: list[float] = []
         self._stop_requested = False
@@ -106,6 +127,7 @@ class Trainer:
         state = checkpoint.state
         self.step = checkpoint.step
         RANDOM.set_state(state["rng"])
+        rank_stream_of(RANDOM, self.comm)
         self.sampler.load_state_dict(state["data"])
         self.last_val_loss = state.get("val_loss")
         if self.log is not None:
@@ -128,10 +150,13 @@ class Trainer:
         )
 
     def save(self) -> Path | None:
-        """Write a checkpoint to out_dir and return its folder (nothing without an out_dir)."""
+        """Write a checkpoint to out_dir and return its folder (nothing without an out_dir, or on ranks but 0).
+
+        Every rank calls it: with ZeRO-1 the optimizer state is gathered from all of them."""
         if self.out_dir is None:
             return None
-        return save_checkpoint(self.out_dir, self.checkpoint())
+        checkpoint = self.checkpoint()
+        return save_checkpoint(self.out_dir, checkpoint) if self.comm.is_main else None
 
     def plot(self) -> Path | None:
         """Write out_dir/loss.png from the log and return its path (nothing without an out_dir)."""
@@ -149,13 +174,19 @@ class Trainer:
         set_lr(self.optimizer, lr)
         accum = self.config.grad_accum_steps
         loss_sum = 0.0
-        for _ in range(accum):
-            x, y = self.sampler.next()  # (B, T) each
+        for micro_step in range(accum):
+            x, y = self._rows_of_this_rank(self.sampler.next())  # (B / world_size, T) each
             loss = language_model_loss(self.model, x, y, self.config.device)
-            (loss * (1.0 / accum)).backward()
+            with self.data_parallel.no_sync() if micro_step < accum - 1 else contextlib.nullcontext():
+                (loss * (1.0 / accum)).backward()
             loss_sum += float(loss.item())
-        parameters = list(self.model.parameters())
-        grad_norm = clip_grad_norm(parameters, self.config.grad_clip) if self.config.grad_clip > 0 else None
+        self.data_parallel.sync_gradients()
+        loss_sum = self._mean_over_ranks(loss_sum)
+        grad_norm = None
+        if self.config.grad_clip > 0 and isinstance(self.optimizer, ZeroAdamW):
+            grad_norm = self.optimizer.clip_grad_norm(self.config.grad_clip)
+        elif self.config.grad_clip > 0:
+            grad_norm = clip_grad_norm(list(self.model.parameters()), self.config.grad_clip)
         self._updating = True
         self.optimizer.step()
         self.step += 1
@@ -174,7 +205,8 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Return the eval record: validation loss and perplexity, and the mean train loss since the last one."""
-        val_loss = evaluate_loss(self.model, self.val_batches, self.config.device)
+        local_batches = [self._rows_of_this_rank(batch) for batch in self.val_batches]
+        val_loss = self._mean_over_ranks(evaluate_loss(self.model, local_batches, self.config.device))
         train_loss = sum(self._recent_losses) / len(self._recent_losses) if self._recent_losses else None
         self._recent_losses = []
         self.last_val_loss = val_loss
@@ -186,11 +218,23 @@ class Trainer:
             "train_loss": train_loss,
         }
 
+    def _rows_of_this_rank(self, batch):
+        """Return this rank's slice of the rows of a global (x, y) batch."""
+        start, stop = self.comm.block(len(batch[0]))
+        return batch[0][start:stop], batch[1][start:stop]
+
+    def _mean_over_ranks(self, value: float) -> float:
+        """Return the mean over ranks of a number (each rank's slice has as many tokens)."""
+        buffer = np.array([value], dtype=np.float64)
+        self.comm.allreduce_mean_(buffer)
+        return float(buffer[0])
+
     def fit(self) -> FitResult:
         """Train until config.max_iters steps (counting steps of earlier runs when resumed)."""
         config = self.config
+        tune_for_training()
         bar = _progress_bar(config.max_iters, self.step, self.progress)
-        previous_handler = self._install_sigint_handler()
+        previous_handlers = self._install_stop_handlers()
         interrupted, train_loss = False, None
         self._stop_requested = False
         try:
@@ -202,17 +246,18 @@ class Trainer:
                 self._recent_losses.append(train_loss)
                 if self.step % config.log_interval == 0 or self.step == config.max_iters:
                     self._record(record, bar)
-                bar.update(1)
-                bar.set_postfix_str(
-                    f"loss {train_loss:.4f}" + (f", val {self.last_val_loss:.4f}" if self.last_val_loss else "")
-                )
                 if self.step % config.eval_interval == 0 or self.step == config.max_iters:
                     self._record(self.evaluate(), bar)
+                bar.update(1)
+                bar.set_postfix_str(
+                    f"loss {train_loss:.4f}"
+                    + (f", val {self.last_val_loss:.4f}" if self.last_val_loss is not None else "")
+                )
                 if self.step % config.save_interval == 0 or self.step == config.max_iters:
                     self.save()
                 for callback in self.callbacks:
                     callback(self, record)
-                if self._stop_requested:
+                if self._mean_over_ranks(float(self._stop_requested)) > 0:  # one rank asked: all stop here
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             if self._updating:
@@ -226,36 +271,68 @@ class Trainer:
             interrupted = True
             folder = self.save()
             where = f", checkpoint saved to {folder.parent}" if folder is not None else ""
-            print(f"\ninterrupted at step {self.step}{where}", file=sys.stderr)
+            if self.comm.is_main:
+                print(f"\ninterrupted at step {self.step}{where}", file=sys.stderr)
         finally:
             bar.close()
             self.plot()
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
         return FitResult(self.step, interrupted, self.last_val_loss, train_loss)
 
     def _record(self, record: dict, bar) -> None:
         if self.log is not None:
             self.log.write(record)
-        if record["kind"] == "eval":
+        if record["kind"] == "eval" and self.comm.is_main:
             bar.write(
-                f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}",
+                f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f} "
+                f"({self.validation_set})",
                 file=sys.stderr,
             )
+        elif bar.disable and self.progress:  # off a terminal: a log line instead of the bar's frames
+            print(format_train_record(record, self.config.max_iters), file=sys.stderr, flush=True)
 
-    def _install_sigint_handler(self):
-        """Make the first Ctrl-C a request to stop after this step (main thread only); return the old handler."""
+    @property
+    def validation_set(self) -> str:
+        """Return what the validation loss is measured on, in words."""
+        config = self.config
+        return (
+            f"validation set: the last {config.val_fraction:.0%} of {config.data or 'the bundled Shakespeare'}, "
+            f"{len(self.val_batches)} fixed batches of {config.batch_size} x {self.block_size} tokens"
+        )
+
+    def _install_stop_handlers(self) -> dict:
+        """Make the first Ctrl-C a request to stop after this step (main thread only); return the old handlers.
+
+        Under several ranks SIGTERM (what `mpiexec` forwards when it is killed) asks the same, and
+        a second signal asks again rather than interrupting at once: a rank leaving in the middle
+        of a step would leave the others waiting in a collective."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
+        distributed = self.comm.world_size > 1
 
         def request_stop(signum, frame):
             self._stop_requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+            if not distributed:
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
 
-        return signal.signal(signal.SIGINT, request_stop)
+        signals = (signal.SIGINT, signal.SIGTERM) if distributed else (signal.SIGINT,)
+        return {signum: signal.signal(signum, request_stop) for signum in signals}
+
+
+def format_train_record(record: dict, max_iters: int) -> str:
+    """Return the one-line log of a train record: step, loss, learning rate, gradient norm, time."""
+    norm = "" if record.get("grad_norm") is None else f", grad norm {record['grad_norm']:.3f}"
+    return (
+        f"step {record['step']}/{max_iters}: loss {record['loss']:.4f}, lr {record['lr']:.2e}{norm}, "
+        f"{record['ms']:.0f} ms/step"
+    )
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
+    """Return a tqdm bar on a terminal; elsewhere (a log file, a pipe) a disabled one, since its
+    carriage-return frames would fill the file: `_record` prints one line per log interval instead."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+    on_terminal = enabled and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, disable=not on_terminal, desc="train", unit="step", dynamic_ncols=True)

@@ -1,0 +1,125 @@
+"""The fused Numba kernels for cross-entropy and AdamW against their references
+(kernels/cross_entropy_reference.py, kernels/adamw_reference.py), and AdamW's fused path against
+its plain array code."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinyllm as tl
+import tinyllm.nn.functional as F
+from tinyllm import kernels
+from tinyllm.errors import DeviceError
+from tinyllm.kernels import adamw_cpu, adamw_reference, cross_entropy_cpu, cross_entropy_reference
+from tinyllm.optim import AdamW
+
+TOLERANCE = {"float32": 2e-5, "float64": 1e-12}
+
+
+@st.composite
+def logits_and_targets(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    rows, classes = draw(st.integers(1, 40)), draw(st.integers(1, 70))
+    logits = draw(hnp.arrays(dtype, (rows, classes), elements=st.floats(-30, 30, width=32)))
+    targets = draw(hnp.arrays(np.int64, (rows,), elements=st.integers(0, classes - 1)))
+    ignored = draw(hnp.arrays(np.bool_, (rows,)))
+    return logits, np.where(ignored, -100, targets)
+
+
+def loss_and_gradient(logits, targets, kernel: str):
+    x = tl.tensor(logits, requires_grad=True)
+    with kernels.use(cross_entropy=kernel):
+        loss = F.cross_entropy(x, tl.tensor(targets))
+    (loss * 3.0).backward()
+    return loss.numpy(), x.grad.numpy()
+
+
+@given(case=logits_and_targets())
+def test_cross_entropy_kernel_matches_the_reference(case):
+    logits, targets = case
+    loss, grad = loss_and_gradient(logits, targets, "numba")
+    want_loss, want_grad = loss_and_gradient(logits, targets, "reference")
+    tolerance = TOLERANCE[logits.dtype.name]
+    assert loss.dtype == want_loss.dtype == logits.dtype
+    np.testing.assert_allclose(loss, want_loss, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(grad, want_grad, rtol=tolerance, atol=tolerance)
+
+
+def test_cross_entropy_kernel_with_every_row_ignored_gives_zero_loss_and_gradient():
+    logits = np.ones((3, 4), np.float32)
+    loss, grad = loss_and_gradient(logits, np.full(3, -100), "numba")
+    assert loss == 0.0
+    assert not grad.any()
+
+
+def test_cross_entropy_kernel_takes_a_minus_infinity_logit_of_another_class():
+    logits = np.array([[0.0, -np.inf, 1.0]], np.float32)
+    loss, grad = loss_and_gradient(logits, np.array([2]), "numba")
+    want = np.log1p(np.exp(-1.0))  # -log(e / (1 + e))
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    assert grad[0, 1] == 0.0
+
+
+def test_cross_entropy_picks_the_kernel_by_device_and_dtype():
+    assert kernels.choose("cross_entropy", np.zeros((2, 3), np.float32)) is cross_entropy_cpu
+    assert kernels.choose("cross_entropy", np.zeros((2, 3), np.float16)) is cross_entropy_reference
+
+
+@st.composite
+def adamw_cases(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9))
+    floats = st.floats(-2, 2, width=32)
+    param, grad, exp_avg = (draw(hnp.arrays(dtype, shape, elements=floats)) for _ in range(3))
+    exp_avg_sq = draw(hnp.arrays(dtype, shape, elements=st.floats(0, 2, width=32)))
+    step = draw(st.integers(1, 1000))
+    weight_decay = draw(st.sampled_from([0.0, 0.1]))
+    return [param, grad, exp_avg, exp_avg_sq], step, weight_decay
+
+
+@given(case=adamw_cases())
+def test_adamw_kernel_matches_the_reference(case):
+    arrays, step, weight_decay = case
+    fused, plain = [a.copy() for a in arrays], [a.copy() for a in arrays]
+    adamw_cpu.update(*fused, step, 1e-3, 0.9, 0.99, 1e-8, weight_decay)
+    adamw_reference.update(*plain, step, 1e-3, 0.9, 0.99, 1e-8, weight_decay)
+    tolerance = TOLERANCE[arrays[0].dtype.name]
+    for got, want in zip(fused, plain):
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+def test_adamw_kernel_refuses_arrays_it_cannot_update_in_place():
+    param = np.zeros((4, 3), np.float32).T
+    with pytest.raises(DeviceError, match="C-contiguous"):
+        adamw_cpu.update(param, param, param, param, 1, 1e-3, 0.9, 0.99, 1e-8, 0.0)
+    assert kernels.choose("adamw", param, param, param, param) is adamw_reference
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_adamw_gives_the_plain_adamw_parameters(dtype):
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal(shape).astype(dtype) for shape in [(5, 3), (3,), (2, 4, 2)]]
+    grads = [[rng.standard_normal(a.shape).astype(dtype) for a in start] for _ in range(10)]
+    results = {}
+    for fused in (True, False):
+        params = [tl.tensor(a, requires_grad=True) for a in start]
+        optimizer = AdamW(params, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1, fused=fused)
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = tl.tensor(g)
+            optimizer.step()
+        results[fused] = [p.numpy() for p in params]
+    for got, want, before in zip(results[True], results[False], start):
+        np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype] * 10, atol=TOLERANCE[dtype] * 10)
+        assert np.abs(got - before).max() > 1e-3  # ten steps of lr 1e-2 moved every parameter
+
+
+def test_fused_adamw_leaves_the_callers_array_alone():
+    array = np.ones(3, np.float32)
+    param = tl.tensor(array, requires_grad=True)
+    param.grad = tl.tensor(np.ones(3, np.float32))
+    AdamW([param], lr=0.1).step()
+    assert (array == 1).all()
+    assert (param.numpy() < 1).all()
