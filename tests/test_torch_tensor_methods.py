@@ -3,6 +3,11 @@ same way on a tinyllm and a torch tensor holding the same numbers."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +116,14 @@ def test_detach_shares_storage_and_leaves_the_graph():
     x = tl.ones(2, requires_grad=True)
     y = (x * 2.0).detach()
     assert not y.requires_grad and y.is_leaf and y.tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "first_import",
+    ["import tinyllm as tl", "import tinyllm.ops", "import tinyllm.autograd.tensor", "import tinyllm.nn.functional"],
+)
+def test_tensor_methods_exist_whichever_module_is_imported_first(first_import):
+    program = f"{first_import}\nimport tinyllm as tl\nassert tl.tensor([[1.0, 2.0]]).sum(dim=1).item() == 3.0"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr

@@ -418,8 +418,6 @@ def _to_array(data, dtype, device, copy: bool = True):
     return backend, backend.from_host(host if dtype is None else host.astype(dtype, copy=False))
 
 
-from tinyllm import ops as _ops  # noqa: E402  (Tensor's methods are thin calls into the op library)
-
 # The methods that are an op with the tensor as its first argument: `x.sum(dim=1)` is
 # `ops.sum(x, dim=1)`. Each name is the op of that name unless mapped to another below.
 _METHOD_OPS = (
@@ -430,7 +428,18 @@ _METHOD_OPS = (
     "var zero_"
 ).split()
 _METHOD_ALIASES = {"clamp": "clip", "view": "reshape", "multiply": "mul", "divide": "div", "subtract": "sub"}
-for _name in _METHOD_OPS:
-    setattr(Tensor, _name, getattr(_ops, _name))
-for _name, _op in _METHOD_ALIASES.items():
-    setattr(Tensor, _name, getattr(_ops, _op))
+
+
+def bind_methods(ops) -> None:
+    """Make the ops of _METHOD_OPS and _METHOD_ALIASES methods of Tensor.
+
+    tinyllm.ops calls it once all its ops exist: this module and tinyllm.ops import each other,
+    and either may be imported first.
+    """
+    for name in _METHOD_OPS:
+        setattr(Tensor, name, getattr(ops, name))
+    for name, op in _METHOD_ALIASES.items():
+        setattr(Tensor, name, getattr(ops, op))
+
+
+from tinyllm import ops as _ops  # noqa: E402  (Tensor's methods are thin calls into the op library)

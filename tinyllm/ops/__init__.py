@@ -7,6 +7,9 @@ elementwise, activations, reductions, sorting, shape, linalg, losses, normalizat
 convert makes tensors and casts them, random draws them, inplace changes them in place.
 """
 
+import sys
+
+from tinyllm.autograd.tensor import bind_methods
 from tinyllm.ops.activations import dropout, gelu, log_softmax, relu, silu, softmax
 from tinyllm.ops.convert import (
     arange,
@@ -133,6 +136,7 @@ from tinyllm.ops.sorting import argsort, sort, topk
 
 clamp = clip
 concat = cat
+bind_methods(sys.modules[__name__])
 
 __all__ = [
     "ValuesIndices", "abs", "add", "add_", "amax", "amin", "arange", "argmax", "argmin", "argsort",
