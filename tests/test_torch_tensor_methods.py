@@ -127,3 +127,23 @@ def test_tensor_methods_exist_whichever_module_is_imported_first(first_import):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_multinomial_draws_by_the_weights_and_without_replacement_never_repeats():
+    tl.manual_seed(0)
+    draws = tl.multinomial(tl.tensor([0.0, 1.0, 3.0]), 4000, replacement=True)
+    counts = np.bincount(draws.numpy(), minlength=3)
+    assert draws.dtype == tl.int64 and counts[0] == 0 and abs(counts[2] / counts[1] - 3.0) < 0.3
+    rows = tl.multinomial(tl.ones(5, 6), 6)
+    assert rows.shape == (5, 6) and all(sorted(row) == list(range(6)) for row in rows.tolist())
+    with pytest.raises(tl.ShapeError, match="without replacement"):
+        tl.multinomial(tl.ones(3), 4)
+
+
+def test_inference_mode_and_set_grad_enabled_turn_graph_recording_off():
+    x = tl.ones(2, requires_grad=True)
+    with tl.inference_mode():
+        assert not (x * 2.0).requires_grad
+    with tl.set_grad_enabled(False):
+        assert not (x * 2.0).requires_grad
+    assert (x * 2.0).requires_grad
