@@ -22,7 +22,6 @@ from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import FLOAT_DTYPES, np
 from tinyllm.backend.base import DTYPE_NAMES
 from tinyllm.errors import ArgumentError, CheckpointError, ShapeError
-from tinyllm.ops import zeros_like
 
 
 class Parameter(Tensor):
@@ -256,7 +255,8 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = zeros_like(p.grad)
+                with no_grad():
+                    p.grad.zero_()
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Turn gradient recording of every parameter on or off (freezing); return self."""
