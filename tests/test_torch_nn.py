@@ -507,8 +507,16 @@ def test_sdpa_dropout_keeps_rows_unbiased_and_is_off_at_zero():
     out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5).numpy()
     assert np.all(np.abs(out - 1.0) < 0.25) and not np.allclose(out, 1.0)
     np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v, dropout_p=0.0).numpy(), 1.0, rtol=1e-6)
-    with pytest.raises(ArgumentError, match="not both"):
-        F.scaled_dot_product_attention(q, k, v, attn_mask=tl.ones(4, 400, dtype="bool"), is_causal=True)
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 1e-9])  # the fused op, and the unfused path of dropout
+def test_sdpa_applies_a_mask_and_is_causal_together(dropout_p):
+    q, k, v = (tl.tensor(randn(1, 2, 4, 3, seed=s)) for s in (1, 2, 3))
+    padding = np.array([True, True, False, True])  # key 2 is padding
+    causal = np.tril(np.ones((4, 4), dtype=bool))
+    both = F.scaled_dot_product_attention(q, k, v, attn_mask=tl.tensor(padding), is_causal=True, dropout_p=dropout_p)
+    combined = F.scaled_dot_product_attention(q, k, v, attn_mask=tl.tensor(causal & padding), dropout_p=dropout_p)
+    np.testing.assert_allclose(both.numpy(), combined.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_numpy_argument_names_still_work_and_unknown_ones_are_named():
