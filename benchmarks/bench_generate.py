@@ -307,7 +307,7 @@ def main() -> None:
         axis.set_title(title)
         axis.set_ylabel("tokens/s")
         axis.tick_params(axis="x", labelsize=8)
-    fig.suptitle("SmolLM2-135M on the CPU, batch 1 (ratios: x transformers fp32)")
+    fig.suptitle("SmolLM2-135M on the CPU, batch 1 (ratios: x transformers fp32)", y=1.04)
     save_plot(fig, "bench_generate")
 
 

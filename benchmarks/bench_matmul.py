@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = parser.parse_args()
+    from tinyllm.kernels import tune_for_training
+
+    tune_for_training()  # as the trainer runs: the workqueue threads for the parallel Numba matmul
     numba.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     gpu = tl.cuda_is_available()

@@ -193,6 +193,7 @@ def _fmt(value) -> str:
 def save_plot(fig, name: str) -> Path:
     """Save a matplotlib figure as benchmarks/results/<name>.png and return the path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    fig.text(0.0, -0.04, f"{load_line()} when the plot was written", fontsize=7, color="gray")
     path = RESULTS_DIR / f"{name}.png"
     fig.savefig(path, dpi=120, bbox_inches="tight")
     print(f"plot written to {path}")

@@ -30,7 +30,7 @@ summary() {  # the figures worth a glance from a step's log
         install) tail -n 1 "$2" | cut -c1-90 ;;
         gpu) head -n 1 "$2" ;;
         cuda-tests) grep -E "passed|failed|skipped" "$2" | tail -n 1 ;;
-        attention) grep -E "^ *(256|1024) " "$2" | awk '{printf "T=%s numba.cuda f+b %s ms; ", $1, $NF}' ;;
+        attention) grep -E "^ *(256|1024) " "$2" | tr -s ' ' | paste -sd';' | cut -c1-200 ;;  # last 2 columns: cuda fwd, f+b ms
         matmul) grep -E "^ *1024" "$2" | head -n 1 | awk '{printf "n=1024: %s", $0}' | tr -s ' ' | cut -c1-110 ;;
         train) grep -E "cuda" "$2" | awk -F'  +' '{printf "%s %s ms; ", $1, $2}' | tr -s ' ' ;;
     esac

@@ -14,4 +14,4 @@ print("loss:", loss.item())
 print("d loss / d w:\n", w.grad)
 
 x64 = tl.randn(2, 3, dtype="float64", requires_grad=True)
-print("gradcheck of log_softmax:", tl.gradcheck(lambda t: F.log_softmax(t, axis=-1), [x64]))
+print("gradcheck of log_softmax:", tl.gradcheck(lambda t: F.log_softmax(t, dim=-1), [x64]))

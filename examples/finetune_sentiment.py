@@ -41,7 +41,7 @@ def main() -> None:
 def model_predict(model, text: str) -> int:
     batch = model.tokenizer([text], return_tensors="tl")
     with tl.no_grad():
-        return int(model(batch.input_ids, batch.attention_mask).logits.argmax(axis=-1).item())
+        return int(model(batch.input_ids, batch.attention_mask).logits.argmax(dim=-1).item())
 
 
 if __name__ == "__main__":

@@ -103,9 +103,20 @@ def saved_arrays_of_graph(root: tl.Tensor, leaves: list[tl.Tensor]) -> list[weak
         if fn is None or id(fn) in seen:
             continue
         seen.add(id(fn))
-        refs += [weakref.ref(v) for v in vars(fn).values() if isinstance(v, np.ndarray) and id(v) not in leaf_ids]
+        refs += [weakref.ref(a) for a in _arrays_in(vars(fn).values()) if id(a) not in leaf_ids]
         stack += list(fn.inputs)
     return refs
+
+
+def _arrays_in(values) -> list:
+    """Return the NumPy arrays among values, looking inside tuples and lists (a kernel's `saved`)."""
+    arrays = []
+    for value in values:
+        if isinstance(value, np.ndarray):
+            arrays.append(value)
+        elif isinstance(value, (tuple, list)):
+            arrays += _arrays_in(value)
+    return arrays
 
 
 def test_arrays_saved_for_backward_are_released_after_backward():

@@ -509,14 +509,22 @@ def test_sdpa_dropout_keeps_rows_unbiased_and_is_off_at_zero():
     np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v, dropout_p=0.0).numpy(), 1.0, rtol=1e-6)
 
 
-@pytest.mark.parametrize("dropout_p", [0.0, 1e-9])  # the fused op, and the unfused path of dropout
-def test_sdpa_applies_a_mask_and_is_causal_together(dropout_p):
-    q, k, v = (tl.tensor(randn(1, 2, 4, 3, seed=s)) for s in (1, 2, 3))
-    padding = np.array([True, True, False, True])  # key 2 is padding
-    causal = np.tril(np.ones((4, 4), dtype=bool))
-    both = F.scaled_dot_product_attention(q, k, v, attn_mask=tl.tensor(padding), is_causal=True, dropout_p=dropout_p)
-    combined = F.scaled_dot_product_attention(q, k, v, attn_mask=tl.tensor(causal & padding), dropout_p=dropout_p)
-    np.testing.assert_allclose(both.numpy(), combined.numpy(), rtol=1e-5, atol=1e-6)
+def test_sdpa_with_a_mask_and_is_causal_applies_both_as_torch_does_with_their_conjunction():
+    q, k, v = (tl.tensor(randn(1, 2, 5, 3)) for _ in range(3))
+    padding = np.array([[False, True, True, True, True]])  # (1, Tk): the first key is padding
+    causal = np.tril(np.ones((5, 5), dtype=bool))
+    for p in (0.0, 0.5):  # the fused path, and the array path that dropout takes
+        tl.manual_seed(0)
+        got = F.scaled_dot_product_attention(q, k, v, attn_mask=tl.tensor(padding), dropout_p=p, is_causal=True)
+        tl.manual_seed(0)
+        both = tl.tensor(padding & causal)
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=both, dropout_p=p)
+        np.testing.assert_allclose(got.numpy()[:, :, 1:], expected.numpy()[:, :, 1:], rtol=1e-5, atol=1e-6)
+    torch_out = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.tensor(t.numpy()) for t in (q, k, v)), attn_mask=torch.tensor(padding & causal)
+    )
+    got = F.scaled_dot_product_attention(q, k, v, attn_mask=tl.tensor(padding), is_causal=True)
+    np.testing.assert_allclose(got.numpy()[:, :, 1:], torch_out.numpy()[:, :, 1:], rtol=1e-5, atol=1e-6)
 
 
 def test_numpy_argument_names_still_work_and_unknown_ones_are_named():

@@ -6,8 +6,6 @@ names dtypes and devices by strings keeps working, and they cost nothing to comp
 
 from __future__ import annotations
 
-import numpy as np
-
 from tinyllm.backend import FLOAT_DTYPES
 
 
@@ -23,15 +21,16 @@ class DType(str):
     @property
     def itemsize(self) -> int:
         """Bytes per element."""
-        return np.dtype(str(self)).itemsize
+        return _ITEMSIZES[str(self)]
 
     def __repr__(self) -> str:
         return f"tinyllm.{str(self)}"
 
 
-DTYPES = {
-    name: DType(name) for name in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
-}
+_ITEMSIZES = {
+    "float16": 2, "float32": 4, "float64": 8, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "uint8": 1, "bool": 1,
+}  # fmt: skip
+DTYPES = {name: DType(name) for name in _ITEMSIZES}
 
 
 class device(str):  # noqa: N801 - named as in PyTorch

@@ -430,16 +430,13 @@ _METHOD_OPS = (
 _METHOD_ALIASES = {"clamp": "clip", "view": "reshape", "multiply": "mul", "divide": "div", "subtract": "sub"}
 
 
-def bind_methods(ops) -> None:
-    """Make the ops of _METHOD_OPS and _METHOD_ALIASES methods of Tensor.
-
-    tinyllm.ops calls it once all its ops exist: this module and tinyllm.ops import each other,
-    and either may be imported first.
-    """
+def install_methods(ops) -> None:
+    """Give Tensor its op methods (the table above); the op library calls this once it is loaded,
+    whichever of the two modules a program imports first."""
     for name in _METHOD_OPS:
         setattr(Tensor, name, getattr(ops, name))
     for name, op in _METHOD_ALIASES.items():
         setattr(Tensor, name, getattr(ops, op))
 
 
-from tinyllm import ops as _ops  # noqa: E402  (Tensor's methods are thin calls into the op library)
+from tinyllm import ops as _ops  # noqa: E402  (Tensor's operators are thin calls into the op library)

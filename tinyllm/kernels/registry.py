@@ -33,26 +33,49 @@ numba.cuda simulator, which the tests use on machines without a GPU).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 from tinyllm.backend import backend_of
 from tinyllm.errors import ArgumentError, DeviceError
 from tinyllm.kernels import (  # numba.cuda is imported only when a CUDA kernel first runs
-    adamw_cpu,
     adamw_reference,
-    attention_cpu,
     attention_cuda,
     attention_reference,
-    cross_entropy_cpu,
     cross_entropy_reference,
     matmul_blas,
-    matmul_cpu,
     matmul_cuda,
-    norm_act_cpu,
     norm_act_reference,
-    qmatmul_cpu,
     qmatmul_reference,
 )
+
+
+def _lazy(name: str):
+    """Return the module `tinyllm.kernels.<name>`, executed on its first attribute access.
+
+    The compiled kernels import Numba, which (with the SciPy it pulls in) was half of the time of
+    `import tinyllm`; this way a program that never runs one, `tinyllm --help` say, never loads
+    it. The object is the real module (importlib's LazyLoader), so `is` comparisons hold.
+    """
+    full_name = f"tinyllm.kernels.{name}"
+    if full_name in sys.modules:
+        return sys.modules[full_name]
+    spec = importlib.util.find_spec(full_name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full_name] = module
+    spec.loader.exec_module(module)
+    setattr(sys.modules["tinyllm.kernels"], name, module)
+    return module
+
+
+adamw_cpu = _lazy("adamw_cpu")
+attention_cpu = _lazy("attention_cpu")
+cross_entropy_cpu = _lazy("cross_entropy_cpu")
+matmul_cpu = _lazy("matmul_cpu")
+norm_act_cpu = _lazy("norm_act_cpu")
+qmatmul_cpu = _lazy("qmatmul_cpu")
 
 FAMILIES = {
     "attention": {"reference": attention_reference, "numba": attention_cpu, "cuda": attention_cuda},

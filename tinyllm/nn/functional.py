@@ -231,8 +231,8 @@ def _attention_with_dropout(q, k, v, mask, dropout_p, is_causal, scale) -> Tenso
     """softmax(q k^T * scale + mask) with dropout on the probabilities, then @ v (the unfused path)."""
     scores = ops.matmul(q, ops.transpose(k, -2, -1)) * scale  # (B, H, Tq, Tk)
     if is_causal:
-        future = ops.triu(ops.ones(q.shape[-2], k.shape[-2], dtype="bool", device=q.device), 1)  # (Tq, Tk)
-        scores = ops.masked_fill(scores, future, -math.inf)
+        causal = ops.tril(ops.ones(q.shape[-2], k.shape[-2], dtype="bool", device=q.device))  # (Tq, Tk)
+        scores = ops.masked_fill(scores, ops.logical_not(causal), -math.inf)
     if mask is not None:
         if mask.dtype == "bool":
             scores = ops.masked_fill(scores, ops.logical_not(mask), -math.inf)
@@ -257,8 +257,9 @@ def scaled_dot_product_attention(
     key (..., S, E), value (..., S, Ev).
 
     attn_mask: bool (True = may attend) or additive float, broadcastable to (..., L, S).
-    is_causal: query i sees keys j <= i (with attn_mask too, both apply; PyTorch refuses the
-    pair). dropout_p > 0 drops attention probabilities (always, as
+    is_causal: query i sees keys j <= i; with an attn_mask as well, a key must pass both (PyTorch
+    refuses the pair; tinyllm's kernels take it, e.g. causal decoding of left-padded prompts).
+    dropout_p > 0 drops attention probabilities (always, as
     PyTorch: pass `dropout_p if self.training else 0`). scale defaults to 1/sqrt(E). With
     enable_gqa, key and value may have fewer heads (axis -3) than query. A query whose every key
     is masked gives zeros (PyTorch gives NaN).

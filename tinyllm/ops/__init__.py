@@ -9,7 +9,7 @@ convert makes tensors and casts them, random draws them, inplace changes them in
 
 import sys
 
-from tinyllm.autograd.tensor import bind_methods
+from tinyllm.autograd.tensor import install_methods as _install_methods
 from tinyllm.ops.activations import dropout, gelu, log_softmax, relu, silu, softmax
 from tinyllm.ops.convert import (
     arange,
@@ -136,7 +136,6 @@ from tinyllm.ops.sorting import argsort, sort, topk
 
 clamp = clip
 concat = cat
-bind_methods(sys.modules[__name__])
 
 __all__ = [
     "ValuesIndices", "abs", "add", "add_", "amax", "amin", "arange", "argmax", "argmin", "argsort",
@@ -154,3 +153,5 @@ __all__ = [
     "transpose", "tril", "triu", "unbind", "unflatten", "uniform_", "unsqueeze", "var", "where",
     "zero_", "zeros", "zeros_like",
 ]  # fmt: skip
+
+_install_methods(sys.modules[__name__])

@@ -60,6 +60,8 @@ def normalize_dim(dim, ndim: int, op_name: str = "dim") -> int:
 
     A 0-d tensor has one valid dim, 0 or -1, as in PyTorch.
     """
+    if type(dim) is int and -ndim <= dim < ndim:  # the common case, checked in one line
+        return dim % ndim
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
         raise ArgumentError(f"{op_name}: dim must be an integer, got {dim!r}")
     bound = ndim or 1
@@ -72,6 +74,8 @@ def normalize_dims(dim, ndim: int, op_name: str = "dim") -> tuple:
     """Return dim (None for all, an int, or a sequence of ints) as a sorted tuple of distinct axes."""
     if dim is None:
         return tuple(range(ndim))
+    if type(dim) is int and -ndim <= dim < ndim:  # the common case, checked in one line
+        return (dim % ndim,)
     dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
     axes = tuple(sorted({normalize_dim(d, ndim, op_name) for d in dims}))
     if len(axes) != len(dims):
