@@ -85,7 +85,7 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002 - PyTorc
 @torch_signature
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
     """Return GELU of input: exact erf form ("none") or tanh form ("tanh")."""
-    return ops.gelu(input, check_choice("approximate", approximate, ("none", "tanh")))
+    return ops.gelu(input, approximate)
 
 
 @torch_signature
@@ -299,12 +299,15 @@ def _classes_last(input: Tensor) -> Tensor:  # noqa: A002
 
 
 def _check_targets(
-    target: Tensor, batch_shape: tuple, n_classes: int, ignore_index: int, name: str, check_range: bool = True
+    target: Tensor, input_shape: tuple, n_classes: int, ignore_index: int, name: str, check_range: bool = True
 ) -> None:
+    batch_shape = input_shape[:1] + input_shape[2:] if len(input_shape) > 1 else ()
     if target.dtype not in INTEGER_DTYPES:
         raise DTypeError(f"{name}: class-index targets must be integers, got dtype {target.dtype}")
     if target.shape != batch_shape:
-        raise ShapeError(f"{name}: target of shape {target.shape} does not fit input classes-last {batch_shape}")
+        raise ShapeError(
+            f"{name}: target of shape {target.shape} does not fit input of shape {input_shape} (classes on axis 1)"
+        )
     if not check_range:
         return
     ids = target.numpy()
@@ -336,7 +339,7 @@ def nll_loss(
     reduction = _reduction(reduction, size_average, reduce, "nll_loss")
     logp = _classes_last(input)  # (N, d1, ..., C)
     n_classes = logp.shape[-1]
-    _check_targets(target, logp.shape[:-1], n_classes, ignore_index, "nll_loss")
+    _check_targets(target, input.shape, n_classes, ignore_index, "nll_loss")
     is_target = ops.eq(ops.unsqueeze(target, -1), ops.arange(n_classes, device=input.device))  # (N, ..., C)
     valid = ops.astype(ops.ne(target, ignore_index), input.dtype)  # (N, ...)
     picked = ops.sum(ops.where(is_target, logp, 0.0), -1)  # (N, ...)
@@ -371,11 +374,11 @@ def cross_entropy(
         raise ShapeError("cross_entropy: input needs a class axis, got a 0-d tensor")
     logits = _classes_last(input)  # (N, d1, ..., C)
     n_classes = logits.shape[-1]
-    if target.dtype in FLOAT_DTYPES:
+    if target.dtype in FLOAT_DTYPES and target.shape == input.shape:
         return _soft_cross_entropy(logits, target, weight, reduction, label_smoothing)
     if weight is None and reduction == "mean" and label_smoothing == 0.0:
         # the fused op checks the target range itself: one look at the targets, not two
-        _check_targets(target, logits.shape[:-1], n_classes, ignore_index, "cross_entropy", check_range=False)
+        _check_targets(target, input.shape, n_classes, ignore_index, "cross_entropy", check_range=False)
         flat_logits = ops.reshape(logits, (-1, n_classes))  # (rows, C)
         return ops.cross_entropy(flat_logits, ops.reshape(target, (-1,)), ignore_index=ignore_index)
     class_axis = 0 if input.ndim == 1 else 1
@@ -402,8 +405,6 @@ def cross_entropy(
 def _soft_cross_entropy(logits: Tensor, target: Tensor, weight, reduction: str, label_smoothing: float) -> Tensor:
     """Cross-entropy against class probabilities; logits and target classes-last (..., C)."""
     target = _classes_last(target)
-    if target.shape != logits.shape:
-        raise ShapeError(f"cross_entropy: probability targets {target.shape} need input's shape {logits.shape}")
     n_classes = logits.shape[-1]
     if label_smoothing:
         target = target * (1.0 - label_smoothing) + label_smoothing / n_classes

@@ -47,8 +47,7 @@ def _fan(tensor: Tensor, mode: str) -> int:
 def _fill(tensor: Tensor, host) -> Tensor:
     """Write the host array into tensor in place (no graph records it); return tensor."""
     with no_grad():
-        tensor.array = tensor._backend.from_host(np.ascontiguousarray(host, dtype=tensor.numpy().dtype))
-    return tensor
+        return tensor.copy_(Tensor(np.asarray(host)))
 
 
 def _uniform_host(tensor: Tensor, a: float, b: float):

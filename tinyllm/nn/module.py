@@ -22,7 +22,6 @@ from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import FLOAT_DTYPES, np
 from tinyllm.backend.base import DTYPE_NAMES
 from tinyllm.errors import ArgumentError, CheckpointError, ShapeError
-from tinyllm.ops import zeros_like
 
 
 class Parameter(Tensor):
@@ -256,7 +255,8 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = zeros_like(p.grad)
+                with no_grad():
+                    p.grad.zero_()
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Turn gradient recording of every parameter on or off (freezing); return self."""
@@ -357,7 +357,8 @@ class Module:
             host = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
             if tuple(host.shape) != tensor.shape:
                 raise ShapeError(f"{name}: state dict shape {tuple(host.shape)} != model shape {tensor.shape}")
-            tensor.array = tensor._backend.from_host(np.ascontiguousarray(host, dtype=tensor.numpy().dtype))
+            with no_grad():
+                tensor.copy_(Tensor(host))
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:

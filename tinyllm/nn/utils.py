@@ -40,10 +40,6 @@ def clip_grad_norm_(
         raise GraphError(f"the total gradient norm is {total}; clip_grad_norm_(error_if_nonfinite=True) refuses it")
     coefficient = min(1.0, max_norm / (total + 1e-6))
     with no_grad():
-        for p in params:
-            if p.grad is not None:
-                xp = p.grad._backend.xp
-                p.grad = Tensor._wrap(
-                    p.grad.array * xp.asarray(coefficient, dtype=p.grad.array.dtype), p.grad._backend, False, None
-                )
+        for grad in grads:
+            grad.mul_(coefficient)
     return make_tensor(total)

@@ -9,7 +9,7 @@ state dict needs no object identities and maps onto a rebuilt model.
 
 from __future__ import annotations
 
-from tinyllm.autograd.grad_mode import enable_grad
+from tinyllm.autograd.grad_mode import enable_grad, no_grad
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
 from tinyllm.errors import ArgumentError, CheckpointError, ConfigError, UnsupportedError
@@ -63,9 +63,8 @@ class Optimizer:
             if set_to_none or param.grad is None:
                 param.grad = None
             else:
-                param.grad = Tensor._wrap(
-                    param.grad._backend.xp.zeros_like(param.grad.array), param.grad._backend, False, None
-                )
+                with no_grad():
+                    param.grad.zero_()
 
     def step(self, closure=None):
         """Update every parameter that has a gradient, once; return closure() if given (it is
