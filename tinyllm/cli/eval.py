@@ -29,7 +29,6 @@ def run(args) -> int:
     from tinyllm.backend import np
     from tinyllm.data import Corpus, load_text, sequential_windows
     from tinyllm.train import evaluate_loss, load_trained, perplexity
-
     from tinyllm.validate import check_int
 
     check_int("--batch-size", args.batch_size, minimum=1)
