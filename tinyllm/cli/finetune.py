@@ -26,7 +26,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument("--warmup-fraction", type=float, default=defaults.warmup_fraction)
     parser.add_argument("--max-length", type=int, default=defaults.max_length, help="tokens per sentence")
-    parser.add_argument("--pooling", choices=("mean", "cls"), default="mean")
+    parser.add_argument(
+        "--pooling",
+        choices=("mean", "cls", "pooler"),
+        default="mean",
+        help="mean of the tokens, the [CLS] vector, or BERT's pooler (saved as transformers' "
+        "BertForSequenceClassification, which loads it as the same model)",
+    )
     parser.add_argument(
         "--train-word-embeddings",
         action="store_true",

@@ -12,9 +12,10 @@
 Saving writes a new step folder (every file fsynced), then replaces manifest.json atomically
 (temporary file + os.replace), then removes the step folders of earlier manifests: a crash at
 any point leaves the previous checkpoint readable. Only what tinyllm can show it wrote is ever
-removed: the folders a manifest named (and in them only the files above; a folder that holds
-anything else stays), and its own leftovers of a crashed save (`.step-*.partial` folders holding
-only those files, `.manifest.json.*.tmp`). A user's `DIR/step-plan/notes.md` is never touched.
+removed: the folders a manifest or the pending record of a save (`.pending-checkpoint.json`,
+written before the folder) named, and in them only the files above (a folder that holds anything
+else stays), and its own leftovers of a crashed save (`.step-*.partial` folders holding only
+those files, `.manifest.json.*.tmp`). A user's `DIR/step-plan/notes.md` is never touched.
 
 A checkpoint folder is untrusted input. Loading reads only the file names above, in the one
 step folder the manifest names, never through a link, and checks every size and checksum
@@ -43,10 +44,11 @@ VERSION = 1
 _ARRAY_KEY = "__array__"
 FILE_NAMES = ("model.safetensors", "optimizer.safetensors", "config.json", "tokenizer.json", "state.json")
 MAX_MANIFEST_BYTES = 1_000_000
+PENDING = ".pending-checkpoint.json"  # the step folders a save is writing, until its manifest is in place
 # what save_checkpoint names: step folders, their staging folders, write_atomic's temporary manifests
 _STEP_FOLDER = re.compile(r"step-\d{6,}-[0-9a-f]{8}")
 _PARTIAL_FOLDER = re.compile(r"\.step-\d{6,}-[0-9a-f]{8}\.partial")
-_MANIFEST_TMP = re.compile(r"\.manifest\.json\.[A-Za-z0-9_]{1,16}\.tmp")
+_MANIFEST_TMP = re.compile(r"\.(manifest|pending-checkpoint)\.json\.[A-Za-z0-9_]{1,16}\.tmp")
 
 
 @dataclass
@@ -80,6 +82,10 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
     if checkpoint.optimizer is not None:
         files["optimizer.safetensors"] = dumps(optimizer_arrays)
     folder_name = f"step-{checkpoint.step:06d}-{os.urandom(4).hex()}"  # never the name of a live folder
+    # Name the folder before it exists: a crash after its rename but before the manifest switch
+    # leaves a folder no manifest names, and this record lets the next save prove it is ours.
+    interrupted = _pending_folders(directory)
+    write_atomic(directory / PENDING, json.dumps({"folders": [*interrupted, folder_name]}).encode("utf-8"))
     staging = directory / f".{folder_name}.partial"
     staging.mkdir()
     for name, data in files.items():
@@ -103,8 +109,9 @@ def save_checkpoint(directory: str | os.PathLike, checkpoint: Checkpoint) -> Pat
     manifest["manifest_sha256"] = _digest(manifest)
     write_atomic(directory / MANIFEST, json.dumps(manifest, separators=(",", ":")).encode("utf-8"))
     _fsync_dir(directory)
-    for name in previous:
+    for name in {*previous, *interrupted} - {folder_name}:
         _remove_step_folder(directory / name)
+    (directory / PENDING).unlink(missing_ok=True)
     _remove_leftovers(directory)
     return directory / folder_name
 
@@ -232,6 +239,21 @@ def _previous_folders(directory: Path) -> list[str]:
     stale = manifest.get("stale", [])
     names = [manifest["folder"], *(stale if isinstance(stale, list) else [])]
     return [n for n in names if isinstance(n, str) and _STEP_FOLDER.fullmatch(n) and (directory / n).exists()]
+
+
+def _pending_folders(directory: Path) -> list[str]:
+    """Return the step folders an interrupted save was writing (named in PENDING before it began)."""
+    path = directory / PENDING
+    if not path.exists() and not path.is_symlink():
+        return []
+    try:
+        record = parse_json(
+            read_regular_file(path, CheckpointError, 100_000, follow_links=False), str(path), CheckpointError
+        )
+    except CheckpointError:
+        return []
+    names = record.get("folders", []) if isinstance(record, dict) else []
+    return [n for n in names if isinstance(n, str) and _STEP_FOLDER.fullmatch(n)] if isinstance(names, list) else []
 
 
 def _remove_step_folder(folder: Path) -> None:

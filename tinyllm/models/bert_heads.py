@@ -2,8 +2,10 @@
 
     BertForMaskedLM:  hidden (N, C) -> dense -> GELU -> LayerNorm -> @ word_embeddings^T + bias
                       -> logits (N, vocab); the decoder is tied to the input embeddings
-    BertForSequenceClassification: hidden (B, T, C) -> mean over tokens (or [CLS]) -> dropout
-                      -> linear -> logits (B, num_labels); no pooler layer
+    BertForSequenceClassification: hidden (B, T, C) -> pooled (B, C) -> dropout -> linear
+                      -> logits (B, num_labels); pooled is the mean over tokens ("mean"), the
+                      [CLS] vector ("cls"), or BERT's pooler tanh(dense([CLS])) ("pooler": the
+                      network of transformers' BertForSequenceClassification, saved as one)
 
 The MLM head's parameters are named as transformers' `cls.predictions.*` once saved
 (bert_pretrained.py), so `BertForMaskedLM.from_pretrained` works on both our and their files.
@@ -25,6 +27,7 @@ from tinyllm.nn.module import Module, Parameter
 from tinyllm.ops import zeros
 
 IGNORE_INDEX = -100
+POOLINGS = ("mean", "cls", "pooler")
 
 
 @dataclass
@@ -105,8 +108,8 @@ class BertForSequenceClassification(Module):
 
     def __init__(self, config: BertConfig, num_labels: int = 2, pooling: str = "mean", dropout: float | None = None):
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {pooling!r}")
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ConfigError(f"num_labels must be an integer >= 2, got {num_labels!r}")
         self.config, self.num_labels, self.pooling = config, num_labels, pooling
@@ -114,11 +117,17 @@ class BertForSequenceClassification(Module):
         self.dropout = Dropout(config.hidden_dropout_prob if dropout is None else dropout)
         self.classifier = Linear(config.hidden_size, num_labels)
         _init_linear(self.classifier, config.initializer_range)
+        self.pooler = None
+        if pooling == "pooler":
+            self.pooler = Linear(config.hidden_size, config.hidden_size)
+            _init_linear(self.pooler, config.initializer_range)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None) -> HeadOutput:
         hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, C)
         if self.pooling == "cls":
             pooled = hidden[:, 0]  # (B, C)
+        elif self.pooling == "pooler":
+            pooled = self.pooler(hidden[:, 0]).tanh()  # (B, C)
         else:
             mask = attention_mask if attention_mask is not None else [[1] * hidden.shape[1]] * hidden.shape[0]
             pooled = mean_pool(hidden, mask)  # (B, C)

@@ -160,6 +160,7 @@ _MLM_HEAD = {
     "cls.predictions.bias": "bias",
 }
 _CLASSIFIER = {"classifier.weight": "weight", "classifier.bias": "bias"}
+_POOLER = {"pooler.dense.weight": "weight", "pooler.dense.bias": "bias"}
 
 
 def load_masked_lm(directory: str | Path):
@@ -186,7 +187,13 @@ def load_classifier(directory: str | Path, num_labels: int = 2, pooling: str = "
     model = BertForSequenceClassification(config, num_labels=num_labels, pooling=pooling)
     _load_encoder(model.bert, tensors, Path(directory))
     _load_head(model.classifier, tensors, _CLASSIFIER)
+    if model.pooler is not None:  # a pretrained encoder's pooler, under either name
+        _load_head(model.pooler, tensors, _POOLER) or _load_head(model.pooler, tensors, _prefixed(_POOLER, "bert."))
     return model.eval()
+
+
+def _prefixed(names: dict, prefix: str) -> dict:
+    return {prefix + name: param for name, param in names.items()}
 
 
 def save_bert(
@@ -229,12 +236,23 @@ def save_masked_lm(model, directory: str | Path) -> None:
 
 
 def save_classifier(model, directory: str | Path) -> None:
-    """Write a BertForSequenceClassification: encoder, "classifier.*", num_labels and pooling in config.json."""
+    """Write a BertForSequenceClassification: encoder, "classifier.*", num_labels and pooling in config.json.
+
+    With pooling "pooler" this is exactly transformers' BertForSequenceClassification (the pooler
+    saved as "bert.pooler.dense.*"), which loads it as the same network. Mean or [CLS] pooling has
+    no transformers equivalent: the config then names the architecture "TinyLLMBertForSequenceClassification"
+    and its pooling, rather than claim a model that transformers would complete with a random pooler.
+    """
     head = model.classifier.state_dict()
     extra = {name: head[param_name] for name, param_name in _CLASSIFIER.items()}
+    architecture = "TinyLLMBertForSequenceClassification"
+    if model.pooler is not None:
+        pooler = model.pooler.state_dict()
+        extra.update({"bert." + name: pooler[param_name] for name, param_name in _POOLER.items()})
+        architecture = "BertForSequenceClassification"
     config = {
         "num_labels": model.num_labels,
         "classifier_pooling": model.pooling,
-        "architectures": ["BertForSequenceClassification"],
+        "architectures": [architecture],
     }
     save_bert(model.bert, directory, extra, config, prefix="bert.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import RANDOM
@@ -155,6 +156,13 @@ class GPT(GenerationMixin, Module):
         from tinyllm.models.gpt2 import load_gpt2
 
         return load_gpt2(directory)
+
+    def save_pretrained(self, directory) -> Path:
+        """Write this model as a Hugging Face GPT-2 directory that transformers' `GPT2LMHeadModel`
+        loads as the same network (via `tinyllm.models.gpt2.save_gpt2`); return the directory."""
+        from tinyllm.models.gpt2 import save_gpt2
+
+        return save_gpt2(self, directory)
 
     def num_parameters(self, exclude_positional: bool = False) -> int:
         """Return the number of parameters (tied weights counted once)."""

@@ -1,4 +1,5 @@
-"""Load a Hugging Face GPT-2 directory (config.json + model.safetensors) into tinyllm's GPT.
+"""Load a Hugging Face GPT-2 directory (config.json + model.safetensors) into tinyllm's GPT, and
+save a GPT as one (`save_gpt2`), which transformers' `GPT2LMHeadModel.from_pretrained` reads.
 
 GPT-2 and tinyllm's GPT are the same network with the same parameter names (`wte`, `wpe`,
 `h.{i}.ln_1`, `h.{i}.attn.c_attn`, ...), so loading is renaming plus three facts:
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tinyllm.errors import ConfigError
+from tinyllm.errors import ConfigError, UnsupportedError
 from tinyllm.models.gpt import GPT, GPTConfig
 
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
@@ -88,3 +89,45 @@ def load_gpt2(directory) -> GPT:
         raise ConfigError(f"GPT-2 weights do not fit GPT: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.load_state_dict(state)
     return model.eval()
+
+
+def save_gpt2(model: GPT, directory) -> Path:
+    """Write model as a Hugging Face GPT-2 directory (config.json, model.safetensors) and return it.
+
+    UnsupportedError for what GPT-2 cannot express: sinusoidal positions, Linear layers without bias.
+    """
+    from tinyllm.io.safetensors import save_file, write_atomic
+
+    config = model.config
+    if config.positional != "learned":
+        raise UnsupportedError("GPT-2 has learned positions; a GPT with sinusoidal ones cannot be saved as GPT-2")
+    if not config.bias:
+        raise UnsupportedError("GPT-2's linear layers have biases; a GPT with bias=False cannot be saved as GPT-2")
+    activation = {"gelu_tanh": "gelu_new", "gelu": "gelu"}[config.activation]
+    hf_config = {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_ctx": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,
+        "activation_function": activation,
+        "layer_norm_epsilon": config.layer_norm_eps,
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": 0.0,  # tinyllm's attention has no dropout on its probabilities
+        "tie_word_embeddings": config.tie_embeddings,
+    }
+    tensors = {}
+    for name, array in model.state_dict().items():
+        if name.endswith(_CONV1D):
+            array = array.T  # Linear (out, in) -> Conv1D (in, out)
+        tensors[name if name == "lm_head.weight" else "transformer." + name] = array
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+    write_atomic(directory / "config.json", json.dumps(hf_config, indent=2).encode("utf-8"))
+    return directory

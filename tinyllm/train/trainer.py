@@ -237,6 +237,7 @@ class Trainer:
         previous_handlers = self._install_stop_handlers()
         interrupted, train_loss = False, None
         self._stop_requested = False
+        self._said_validation_set = False
         try:
             if self.step == 0 and self.step < config.max_iters:
                 self._record(self.evaluate(), bar)
@@ -284,9 +285,10 @@ class Trainer:
         if self.log is not None:
             self.log.write(record)
         if record["kind"] == "eval" and self.comm.is_main:
+            said, self._said_validation_set = self._said_validation_set, True  # once per fit is enough
             bar.write(
-                f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f} "
-                f"({self.validation_set})",
+                f"step {record['step']}: val loss {record['val_loss']:.4f}, perplexity {record['val_ppl']:.2f}"
+                + ("" if said else f" ({self.validation_set})"),
                 file=sys.stderr,
             )
         elif bar.disable and self.progress:  # off a terminal: a log line instead of the bar's frames
