@@ -38,9 +38,9 @@ def kernel_probabilities(model, ids, monkeypatch, **kwargs) -> list[np.ndarray]:
     original = attention_reference.forward
 
     def recording(q, k, v, bias, causal, scale):
-        out, probs = original(q, k, v, bias, causal, scale)
-        recorded.append(np.array(probs))
-        return out, probs
+        out, saved = original(q, k, v, bias, causal, scale)
+        recorded.append(np.array(saved[3]))  # saved = (q, k, v, probabilities, scale)
+        return out, saved
 
     monkeypatch.setattr(attention_reference, "forward", recording)
     with kernels.use(attention="reference"), tl.no_grad():
