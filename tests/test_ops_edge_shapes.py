@@ -96,7 +96,7 @@ test_transpose_of_an_empty_array = op_test(
     lambda x: F.transpose(x, 0, -1), lambda x: torch.transpose(x, 0, -1), empty_unary()
 )
 test_layer_norm_of_no_rows = op_test(
-    lambda x, w, b: F.layer_norm(x, w, b),
+    lambda x, w, b: F.layer_norm(x, w.shape, w, b),
     lambda x, w, b: torch.nn.functional.layer_norm(x, w.shape, w, b),
     layer_norm_of_no_rows(),
 )
