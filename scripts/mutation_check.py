@@ -77,7 +77,12 @@ TESTS = {
         "tests/test_errors.py",
         "tests/test_oracle_gradients.py",
     ],
-    "autograd/tensor.py": ["tests/test_tensor_methods.py", "tests/test_autograd.py", *_OPS_TESTS[:5]],
+    "autograd/tensor.py": [
+        "tests/test_autograd.py",
+        "tests/test_tensor_methods.py",
+        "tests/test_torch_tensor_methods.py",
+        *_OPS_TESTS[:5],
+    ],
     "ops/elementwise.py": ["tests/test_ops_elementwise.py", *_OPS_TESTS],
     "ops/activations.py": ["tests/test_ops_nn.py", "tests/test_kernels_norm_act.py", *_OPS_TESTS],
     "ops/reductions.py": ["tests/test_ops_reductions.py", *_OPS_TESTS],
@@ -105,7 +110,8 @@ TESTS = {
         "tests/test_kernels_cuda.py",
         "tests/test_backend.py",
     ],
-    "optim/": ["tests/test_optim.py"],
+    "optim/": ["tests/test_optim.py", "tests/test_torch_optim.py"],
+    "optim/lr_scheduler.py": ["tests/test_torch_optim.py"],
     "nn/attention.py": [
         "tests/test_nn_modules.py",
         "tests/test_cached_decoding.py",

@@ -347,3 +347,13 @@ def test_backward_of_a_scalar_leaf_gives_one():
     x = tl.tensor(2.0, requires_grad=True)
     x.backward()
     assert x.grad.item() == 1.0
+
+
+def test_a_removed_post_accumulate_grad_hook_is_not_called_again():
+    x = tl.tensor([1.0, 2.0], requires_grad=True)
+    calls = []
+    handle = x.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad.numpy().tolist()))
+    (x * 3.0).sum().backward()
+    handle.remove()
+    (x * 3.0).sum().backward()
+    assert calls == [[3.0, 3.0]] and x.grad.numpy().tolist() == [6.0, 6.0]
