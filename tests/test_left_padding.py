@@ -89,6 +89,14 @@ def test_greedy_generation_of_different_lengths_is_one_batch_with_each_rows_toke
     assert together == [sequence for sequence in alone for _ in range(2)]
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_padded_generation_runs_on_the_strict_array_api_backend(name):
+    model = MODELS[name]()
+    on_cpu = generate(model, PROMPTS, 5, temperature=0, stop=())
+    model.to("strict")
+    assert generate(model, PROMPTS, 5, temperature=0, stop=()) == on_cpu
+
+
 def test_repetition_penalty_does_not_see_the_padding():
     model = gpt()
     options = dict(temperature=0, stop=(), repetition_penalty=1.8)
