@@ -1,6 +1,8 @@
 """Exports that load elsewhere: `GPT.save_pretrained` writes what transformers' GPT2LMHeadModel
 reads as the same network (the logits agree), and tinyllm reads it back unchanged."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,13 +57,40 @@ def test_a_classifier_with_berts_pooler_gives_the_same_logits_in_transformers(tm
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
-def test_a_mean_pooling_classifier_does_not_claim_to_be_transformers_classifier(tmp_path):
-    import json
-
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_a_classifier_without_a_pooler_is_refused_by_transformers_auto_classes(tmp_path, pooling):
     from tinyllm.models.bert import BertConfig
     from tinyllm.models.bert_heads import BertForSequenceClassification
 
     config = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    BertForSequenceClassification(config, pooling="mean").save_pretrained(tmp_path)
+    BertForSequenceClassification(config, pooling=pooling).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="custom code"):
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=False)
+    with pytest.raises(ValueError, match="custom code"):
+        transformers.AutoConfig.from_pretrained(tmp_path, trust_remote_code=False)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["architectures"] == ["TinyLLMBertForSequenceClassification"] and saved["classifier_pooling"] == "mean"
+    assert saved["model_type"] != "bert" and "BertForSequenceClassification" not in saved["architectures"]
+    readme = (tmp_path / "README.md").read_text()
+    assert "not transformers' `BertForSequenceClassification`" in readme and f"({pooling} pooling)" in readme
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_a_classifier_without_a_pooler_gives_the_same_logits_in_transformers_with_its_code(tmp_path, pooling):
+    from tinyllm.models.bert import BertConfig
+    from tinyllm.models.bert_heads import BertForSequenceClassification
+
+    tl.manual_seed(5)
+    config = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)  # fmt: skip
+    model = BertForSequenceClassification(config, num_labels=3, pooling=pooling).eval()
+    model.save_pretrained(tmp_path)
+    hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=True)
+    hf_model.eval()
+    ids = np.random.default_rng(2).integers(1, 40, size=(2, 7))
+    mask = np.array([[1] * 7, [1] * 3 + [0] * 4])
+    with tl.no_grad():
+        ours = model(ids, attention_mask=mask).logits.numpy()
+    with torch.no_grad():
+        theirs = hf_model(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+    assert type(hf_model).__name__ == "TinyLLMBertForSequenceClassification"
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)

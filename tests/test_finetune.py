@@ -99,3 +99,24 @@ def test_finetune_cli_prints_accuracy_f1_and_time(capsys):
     assert main(argv + ["--max-length", "24", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and "F1" in out and "training" in out
+
+
+def test_finetune_out_with_default_pooling_is_the_same_model_in_transformers(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    argv = ["finetune", "--limit", "4", "--test-limit", "4", "--epochs", "1", "--batch-size", "4"]
+    assert main(argv + ["--max-length", "16", "--quiet", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="custom code"):  # not silently BertForSequenceClassification
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=False)
+    hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, trust_remote_code=True)
+    hf_tokenizer = transformers.BertTokenizer.from_pretrained(str(tmp_path))
+    ours = BertForSequenceClassification.from_pretrained(tmp_path)
+    assert ours.pooling == "mean"
+    texts = ["a fine, warm film", "dull"]
+    batch = ours.tokenizer(texts, padding=True, return_tensors="tl")
+    with tl.no_grad():
+        expected = ours(batch.input_ids, batch.attention_mask).logits.numpy()
+    with torch.no_grad():
+        theirs = hf_model.eval()(**hf_tokenizer(texts, padding=True, return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(theirs, expected, atol=1e-5)

@@ -5,7 +5,10 @@
 
 The data is the 80/20 split of tinyllm.data.sentiment (seed 0; --data for another file of the
 same format). Training shows a progress bar; the test accuracy, the F1 of the positive class,
-macro F1 and the wall time of training are printed at the end, and --out saves the classifier.
+macro F1 and the wall time of training are printed at the end, and --out saves the classifier:
+with --pooling pooler as transformers' BertForSequenceClassification, with mean or cls pooling
+(no pooler) as model type tinyllm_bert, whose folder holds the same network as transformers code
+(AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True)).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def add_parser(subparsers) -> None:
         choices=("mean", "cls", "pooler"),
         default="mean",
         help="mean of the tokens, the [CLS] vector, or BERT's pooler (saved as transformers' "
-        "BertForSequenceClassification, which loads it as the same model)",
+        "BertForSequenceClassification, which loads it as the same model; mean and cls save as model type "
+        "tinyllm_bert, which transformers loads with trust_remote_code=True, see the folder's README.md)",
     )
     parser.add_argument(
         "--train-word-embeddings",

@@ -7,6 +7,12 @@
                       [CLS] vector ("cls"), or BERT's pooler tanh(dense([CLS])) ("pooler": the
                       network of transformers' BertForSequenceClassification, saved as one)
 
+Mean and [CLS] pooling have no pooler, so transformers' BertForSequenceClassification would
+complete them with a random one. Saved, they name their own model type (`SAVED_MODEL_TYPE`),
+which transformers does not know: its Auto classes refuse the folder unless told to run the
+PyTorch code saved next to it (`TRANSFORMERS_CODE`, with trust_remote_code=True), which is the
+same network. A README.md in the folder says so.
+
 The MLM head's parameters are named as transformers' `cls.predictions.*` once saved
 (bert_pretrained.py), so `BertForMaskedLM.from_pretrained` works on both our and their files.
 """
@@ -28,6 +34,71 @@ from tinyllm.ops import zeros
 
 IGNORE_INDEX = -100
 POOLINGS = ("mean", "cls", "pooler")
+
+SAVED_MODEL_TYPE = "tinyllm_bert"  # config.json's model_type of a classifier without a pooler
+SAVED_ARCHITECTURE = "TinyLLMBertForSequenceClassification"
+TRANSFORMERS_CODE_FILE = "modeling_tinyllm_bert.py"
+TRANSFORMERS_AUTO_MAP = {
+    "AutoConfig": "modeling_tinyllm_bert.TinyLLMBertConfig",
+    "AutoModelForSequenceClassification": "modeling_tinyllm_bert.TinyLLMBertForSequenceClassification",
+}
+# the PyTorch network of a classifier without a pooler, written next to its weights for transformers
+TRANSFORMERS_CODE = '''"""tinyllm's BERT sentence classifier for transformers: BERT's encoder without its pooler,
+the mean of the unpadded tokens' hidden states (classifier_pooling "mean") or the [CLS] one
+("cls"), dropout, and a linear classifier. Load with
+AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)."""
+
+import torch
+from transformers import BertConfig, BertModel, BertPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+class TinyLLMBertConfig(BertConfig):
+    model_type = "tinyllm_bert"
+
+    def __init__(self, classifier_pooling="mean", **kwargs):
+        super().__init__(**kwargs)
+        self.classifier_pooling = classifier_pooling
+
+
+class TinyLLMBertForSequenceClassification(BertPreTrainedModel):
+    config_class = TinyLLMBertConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = torch.nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = torch.nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        if self.config.classifier_pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            if attention_mask is None:
+                attention_mask = torch.ones(hidden.shape[:2], device=hidden.device)
+            weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        logits = self.classifier(self.dropout(pooled))
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+'''
+TRANSFORMERS_README = """# A tinyllm BERT sentence classifier ({pooling} pooling)
+
+This is not transformers' `BertForSequenceClassification`: that model classifies BERT's pooler
+output, tanh(dense([CLS])), and this one has no pooler; it classifies {what}. Loaded as
+`BertForSequenceClassification` it would get a random pooler and other logits, so config.json
+names the model type `tinyllm_bert`, which transformers' Auto classes refuse, and
+`modeling_tinyllm_bert.py` holds the same network in PyTorch:
+
+    from transformers import AutoModelForSequenceClassification
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+
+tinyllm loads it with `BertForSequenceClassification.from_pretrained(folder)`.
+"""
+POOLING_DESCRIPTIONS = {"mean": "the mean of the unpadded tokens' hidden states", "cls": "the [CLS] hidden state"}
 
 
 @dataclass

@@ -103,7 +103,12 @@ def read_checkpoint(directory: str | Path) -> tuple[BertConfig, dict, dict]:
             f"model directory {directory} does not exist (expected config.json, model.safetensors, vocab.txt)"
         )
     raw_config = _read_json(directory / "config.json")
-    config = BertConfig.from_dict(raw_config)
+    from tinyllm.models.bert_heads import SAVED_MODEL_TYPE
+
+    if raw_config.get("model_type") == SAVED_MODEL_TYPE:  # a classifier of ours: a BERT encoder
+        config = BertConfig.from_dict({**raw_config, "model_type": "bert"})
+    else:
+        config = BertConfig.from_dict(raw_config)
     weights_path = directory / "model.safetensors"
     if not weights_path.is_file():
         raise ConfigError(f"model.safetensors not found in {directory}")
@@ -240,19 +245,27 @@ def save_classifier(model, directory: str | Path) -> None:
 
     With pooling "pooler" this is exactly transformers' BertForSequenceClassification (the pooler
     saved as "bert.pooler.dense.*"), which loads it as the same network. Mean or [CLS] pooling has
-    no transformers equivalent: the config then names the architecture "TinyLLMBertForSequenceClassification"
-    and its pooling, rather than claim a model that transformers would complete with a random pooler.
+    no transformers equivalent: the config then names a model type of its own, which transformers'
+    Auto classes refuse rather than complete with a random pooler, and the folder holds the same
+    network as transformers code (loaded with trust_remote_code=True) and a README.md saying so.
     """
+    from tinyllm.models import bert_heads
+
     head = model.classifier.state_dict()
     extra = {name: head[param_name] for name, param_name in _CLASSIFIER.items()}
-    architecture = "TinyLLMBertForSequenceClassification"
+    config = {"num_labels": model.num_labels, "classifier_pooling": model.pooling}
     if model.pooler is not None:
         pooler = model.pooler.state_dict()
         extra.update({"bert." + name: pooler[param_name] for name, param_name in _POOLER.items()})
-        architecture = "BertForSequenceClassification"
-    config = {
-        "num_labels": model.num_labels,
-        "classifier_pooling": model.pooling,
-        "architectures": [architecture],
-    }
+        config["architectures"] = ["BertForSequenceClassification"]
+    else:
+        config["model_type"] = bert_heads.SAVED_MODEL_TYPE
+        config["architectures"] = [bert_heads.SAVED_ARCHITECTURE]
+        config["auto_map"] = bert_heads.TRANSFORMERS_AUTO_MAP
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / bert_heads.TRANSFORMERS_CODE_FILE).write_text(bert_heads.TRANSFORMERS_CODE, encoding="utf-8")
+        what = bert_heads.POOLING_DESCRIPTIONS[model.pooling]
+        readme = bert_heads.TRANSFORMERS_README.format(pooling=model.pooling, what=what)
+        (directory / "README.md").write_text(readme, encoding="utf-8")
     save_bert(model.bert, directory, extra, config, prefix="bert.")

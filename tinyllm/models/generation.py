@@ -17,9 +17,14 @@ window, as nanoGPT). With a cache, positions are absolute and cannot slide, so w
 tokens (one prefill, then a quarter block of cheap steps). Up to the first refill both ways give
 the same logits; after it, the cached way sees a context between 3/4 and all of a block.
 
-Prompts of different lengths in one `generate` call run as one batch per length (the results in
-prompt order), so every sequence gets exactly the tokens it would get alone: the models' attention
-has no padding mask for left-padded batches.
+Prompts of different lengths in one cached `generate` call run as one batch, left-padded to the
+longest: the cache is told each row's padding (`KVCache.set_padding`), so no real token attends to
+a padding position and each row counts its positions from its first real token, and every
+sequence gets the tokens it would get alone. Each row is padded with copies of its own first
+token, which keeps the ids valid and leaves the repetition penalty as it was. Where the context
+would fill up (longest prompt + max_new_tokens - 1 > block_size) the rows would refill at
+different steps alone, and without a cache the sliding window has no padding mask; there the
+prompts run as one batch per length instead (the results in prompt order either way).
 
 Random draws come from `tinyllm.backend.RANDOM` (seeded by `tl.manual_seed`) or, when `seed` is
 given, from a generator of its own, so a seeded call gives the same tokens every time and leaves
@@ -200,8 +205,12 @@ def _check_prompt_ids(model, prompts: np.ndarray) -> None:
         check_token_ids(prompts, vocab_size, "prompt token ids")
 
 
-def _token_steps(model, prompts: np.ndarray, max_new_tokens: int, sampling: Sampling, rng, use_cache: bool):
-    """Yield the (B,) array of sampled ids of each new position, under no_grad and eval mode."""
+def _token_steps(
+    model, prompts: np.ndarray, max_new_tokens: int, sampling: Sampling, rng, use_cache: bool, padding=None
+):
+    """Yield the (B,) array of sampled ids of each new position, under no_grad and eval mode.
+
+    padding: with a cache, the (B,) left-padding lengths of the prompts (B, T), or None."""
     block_size = model.config.block_size
     if prompts.shape[1] > block_size:
         raise ShapeError(f"prompt of {prompts.shape[1]} tokens is longer than the model's context length {block_size}")
@@ -213,6 +222,8 @@ def _token_steps(model, prompts: np.ndarray, max_new_tokens: int, sampling: Samp
         with no_grad():
             tokens = prompts  # (B, L), grows by one column per step
             cache = model.new_cache(prompts.shape[0]) if use_cache else None
+            if padding is not None:
+                cache.set_padding(padding)
             pending = tokens[:, -block_size:]  # (B, T) tokens not yet seen by the cache
             for _ in range(max_new_tokens):
                 if cache is None:
@@ -363,28 +374,44 @@ def generate(
     stop_text = _StopStrings(model, stop_strings, tokenizer)
     rng = RANDOM if seed is None else HostRandom(seed)
     results: list[list[int] | None] = [None] * (len(prompts) * num_return_sequences)
-    by_length: dict[int, list[int]] = {}
-    for index, prompt in enumerate(prompts):
-        by_length.setdefault(len(prompt), []).append(index)
-    for indices in by_length.values():
-        batch = np.repeat(np.stack([prompts[i] for i in indices]), num_return_sequences, axis=0)  # (b*n, T)
+    longest = max(len(prompt) for prompt in prompts)
+    if use_cache and longest + max_new_tokens - 1 <= model.config.block_size:
+        groups = [list(range(len(prompts)))]
+    else:
+        by_length: dict[int, list[int]] = {}
+        for index, prompt in enumerate(prompts):
+            by_length.setdefault(len(prompt), []).append(index)
+        groups = list(by_length.values())
+    for indices in groups:
+        batch = [prompts[i] for i in indices for _ in range(num_return_sequences)]
         sequences = _generate_batch(model, batch, max_new_tokens, sampling, rng, use_cache, stops, stop_text)
         for row, sequence in enumerate(sequences):
             results[indices[row // num_return_sequences] * num_return_sequences + row % num_return_sequences] = sequence
     return results
 
 
+def _left_padded(prompts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return prompts of any lengths as one (B, T) array, each row left-padded with copies of its
+    first token, and the (B,) padding lengths (None when all lengths agree)."""
+    longest = max(len(prompt) for prompt in prompts)
+    padding = np.array([longest - len(prompt) for prompt in prompts], dtype=np.int64)  # (B,)
+    batch = np.stack([np.concatenate([np.full(pad, prompt[0]), prompt]) for pad, prompt in zip(padding, prompts)])
+    return batch.astype(np.int64), (padding if padding.any() else None)  # (B, T), (B,)
+
+
 def _generate_batch(model, prompts, max_new_tokens, sampling, rng, use_cache, stops, stop_text) -> list[list[int]]:
-    """Return the sequences of one batch of equal-length prompts (B, T)."""
-    length = prompts.shape[1]
-    sequences = [row.tolist() for row in prompts]
+    """Return the sequences of one batch of prompts (a list of (T_b,) arrays; of different
+    lengths only with a cache)."""
+    batch, padding = _left_padded(prompts)  # (B, T), (B,) or None
+    sequences = [prompt.tolist() for prompt in prompts]
+    lengths = [len(prompt) for prompt in prompts]
     finished = [False] * len(sequences)
-    for next_ids in _token_steps(model, prompts, max_new_tokens, sampling, rng, use_cache):
+    for next_ids in _token_steps(model, batch, max_new_tokens, sampling, rng, use_cache, padding):
         for row, token in enumerate(next_ids.tolist()):
             if finished[row]:
                 continue
             sequences[row].append(token)
-            if token in stops or (stop_text and stop_text.completed_by(sequences[row][length:])):
+            if token in stops or (stop_text and stop_text.completed_by(sequences[row][lengths[row] :])):
                 sequences[row].pop()
                 finished[row] = True
         if all(finished):

@@ -105,13 +105,21 @@ class GPT(GenerationMixin, Module):
         """Return logits (B, T, vocab_size) for token ids idx (B, T).
 
         With a `cache` (from `new_cache`), idx holds only the new tokens, placed after the
-        `cache.position` tokens the cache already holds, and their keys and values are added.
+        `cache.position` tokens the cache already holds, and their keys and values are added;
+        a cache with padding (`KVCache.set_padding`) gives each row positions from its first
+        real token.
         """
         idx = self._check_input(idx, cache)
         B, T = idx.shape
         offset = 0 if cache is None else cache.position
+        positions = None if cache is None else cache.positions(T)  # (B, T) or None
         tok = self.wte(idx)  # (B, T, C)
-        pos = self.wpe(T, offset, device=tok.device)  # (T, C)
+        if positions is None:
+            pos = self.wpe(T, offset, device=tok.device)  # (T, C)
+        elif isinstance(self.wpe, LearnedPositionalEmbedding):
+            pos = self.wpe.lookup(positions)  # (B, T, C)
+        else:
+            pos = self.wpe.lookup(positions, device=tok.device)  # (B, T, C)
         x = self.drop(tok + pos)  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(x, cache=None if cache is None else cache[i])  # (B, T, C)

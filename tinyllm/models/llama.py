@@ -31,7 +31,7 @@ from tinyllm.config import MAX_CONTEXT, MAX_FFN, MAX_LAYERS, MAX_VOCAB_SIZE, MAX
 from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
 from tinyllm.nn import functional as F
-from tinyllm.nn.attention import DotProductAttention, KVCache, LayerKVCache
+from tinyllm.nn.attention import DotProductAttention, KVCache, LayerKVCache, padded_causal_mask
 from tinyllm.nn.layers import Embedding, Linear, RMSNorm
 from tinyllm.nn.module import Module, ModuleList
 from tinyllm.nn.quantized import QuantizedLinear, linear_or_quantized
@@ -89,13 +89,16 @@ class GroupedQueryAttention(Module):
         self.o_proj = Linear(H * D, config.n_embd, bias=False)
         self.attend = DotProductAttention()
 
-    def forward(self, x: Tensor, rope: RotaryEmbedding, start: int, cache: LayerKVCache | None) -> Tensor:
-        """Return the attention output (B, T, C) for x (B, T, C) at positions start .. start + T - 1."""
+    def forward(
+        self, x: Tensor, rope: RotaryEmbedding, start: int, cache: LayerKVCache | None, positions=None
+    ) -> Tensor:
+        """Return the attention output (B, T, C) for x (B, T, C) at positions start .. start + T - 1
+        (or at the host positions (B, T) of a left-padded batch, whose padding the cache marks)."""
         B, T, C = x.shape
         H, H_kv, D = self.n_head, self.n_kv_head, self.head_dim
         G = H // H_kv  # query heads per key/value head
         qkv = self.qkv_proj(x).reshape(B, T, H + 2 * H_kv, D).transpose(1, 2)  # (B, H + 2 H_kv, T, D)
-        qk = rope(qkv[:, : H + H_kv], start)  # (B, H + H_kv, T, D): queries and keys rotated at once
+        qk = rope(qkv[:, : H + H_kv], start, positions)  # (B, H + H_kv, T, D): queries and keys rotated at once
         q, k = qk[:, :H], qk[:, H:]  # (B, H, T, D), (B, H_kv, T, D)
         v = qkv[:, H + H_kv :]  # (B, H_kv, T, D)
         if cache is not None:
@@ -103,7 +106,10 @@ class GroupedQueryAttention(Module):
         T_total = k.shape[2]
         # query head h uses key/value head h // G: put the G queries of a group in one row block
         q = q.reshape(B, H_kv, G * T, D)  # (B, H_kv, G*T, D)
-        if T == 1:
+        if cache is not None and cache.padding is not None:
+            mask = padded_causal_mask(x._backend, cache.padding, T, T_total, G)  # (B, 1, G*T, T_total)
+            y = self.attend(q, k, v, mask)  # (B, H_kv, G*T, D)
+        elif T == 1:
             y = _attend_all(q, k, v)  # (B, H_kv, G, D)
         else:
             mask = _grouped_causal_mask(x._backend, G, T, T_total)  # (G*T, T_total)
@@ -176,8 +182,10 @@ class LlamaBlock(Module):
         self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = SwiGLU(config.n_embd, config.ffn_dim)
 
-    def forward(self, x: Tensor, rope: RotaryEmbedding, start: int, cache: LayerKVCache | None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), rope, start, cache)  # (B, T, C)
+    def forward(
+        self, x: Tensor, rope: RotaryEmbedding, start: int, cache: LayerKVCache | None, positions=None
+    ) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), rope, start, cache, positions)  # (B, T, C)
         return x + self.mlp(self.mlp_norm(x))  # (B, T, C)
 
 
@@ -199,14 +207,16 @@ class Llama(GenerationMixin, Module):
         """Return logits (B, T, vocab_size) for token ids (B, T).
 
         With a `cache` (from `new_cache`), ids hold only the new tokens, placed after the
-        `cache.position` tokens the cache holds; their keys and values are added to it.
+        `cache.position` tokens the cache holds; their keys and values are added to it. A cache
+        with padding (`KVCache.set_padding`) gives each row RoPE positions from its first real token.
         """
         ids = self._check_input(ids, cache)
         B, T = ids.shape
         start = 0 if cache is None else cache.position
+        positions = None if cache is None else cache.positions(T)  # (B, T) or None
         x = self.embed(ids)  # (B, T, C)
         for i, layer in enumerate(self.layers):
-            x = layer(x, self.rope, start, None if cache is None else cache[i])  # (B, T, C)
+            x = layer(x, self.rope, start, None if cache is None else cache[i], positions)  # (B, T, C)
         x = self.norm(x)  # (B, T, C)
         if self.lm_head is not None:
             return self.lm_head(x)  # (B, T, V)

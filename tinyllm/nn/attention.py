@@ -5,6 +5,10 @@ The cache keeps, for every layer, the keys and values (B, H_kv, T, D) of the pos
 seen, so each new step only projects the new token and attends to the stored keys. Any decoder
 (GPT here, Llama with its fewer key/value heads) can use `KVCache`: a model gives each of its
 layers `cache[layer_index]`, and the layer calls `.append(k, v)`.
+
+A batch of left-padded sequences sets `cache.set_padding(padding)`: row b's first padding[b]
+positions are padding, which no real token attends to, and models count each row's positions
+from its first real token, so every row computes what it would alone.
 """
 
 # ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 
 from tinyllm.autograd.tensor import Tensor
+from tinyllm.backend import np
 from tinyllm.errors import GraphError, ShapeError
 from tinyllm.nn import functional as F
 from tinyllm.nn.layers import Dropout, Linear
@@ -35,6 +40,7 @@ class LayerKVCache:
         self.keys = None  # raw array (B, H_kv, capacity, D)
         self.values = None  # raw array (B, H_kv, capacity, D)
         self._backend = None
+        self.padding = None  # host int array (B,) of left-padding lengths, or None (see KVCache)
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v (B, H_kv, T_new, D) after the held positions; return all keys and values
@@ -95,6 +101,27 @@ class KVCache:
     def __init__(self, n_layer: int, max_len: int | None = None) -> None:
         self.max_len = max_len
         self.layers = [LayerKVCache(max_len) for _ in range(n_layer)]
+        self.padding = None  # host int array (B,): row b's first padding[b] positions are padding
+
+    def set_padding(self, padding) -> None:
+        """Mark row b's first padding[b] positions (B,) as left padding, in every layer; None: no
+        padding. Keys there are never attended to, and positions count from each row's first real
+        token (`positions`)."""
+        if padding is not None:
+            padding = np.asarray(padding, dtype=np.int64)
+            if padding.ndim != 1 or (padding < 0).any():
+                raise ShapeError(f"KV cache padding must be a (B,) array of lengths >= 0, got {padding!r}")
+        self.padding = padding
+        for layer in self.layers:
+            layer.padding = padding
+
+    def positions(self, T_new: int):
+        """Return the host int64 (B, T_new) positions of the next T_new tokens, counted from each
+        row's first real token (padding positions get 0), or None without padding."""
+        if self.padding is None:
+            return None
+        columns = self.position + np.arange(T_new)[None, :]  # (1, T_new)
+        return np.maximum(columns - self.padding[:, None], 0)  # (B, T_new)
 
     def __getitem__(self, layer_index: int) -> LayerKVCache:
         return self.layers[layer_index]
@@ -123,6 +150,18 @@ def causal_mask_with_offset(backend, T_new: int, T_total: int) -> Tensor:
     offset = T_total - T_new
     allowed = xp.arange(T_total)[None, :] <= (xp.arange(T_new) + offset)[:, None]  # (T_new, T_total)
     return Tensor._wrap(allowed, backend, False, None)
+
+
+def padded_causal_mask(backend, padding, T_new: int, T_total: int, groups: int = 1) -> Tensor:
+    """Return the bool (B, 1, groups*T_new, T_total) mask where new query i of row b (at column
+    c = T_total - T_new + i; rows g*T_new + i for each of the groups) may see key j: j <= c and j
+    not padding (j >= padding[b]). A padding query sees itself, so that no row of scores is empty."""
+    keys = np.arange(T_total)[None, None, :]  # (1, 1, T_total)
+    columns = (np.arange(T_new) + T_total - T_new)[None, :, None]  # (1, T_new, 1)
+    real = keys >= np.asarray(padding)[:, None, None]  # (B, 1, T_total)
+    allowed = (keys <= columns) & (real | (keys == columns))  # (B, T_new, T_total)
+    allowed = np.tile(allowed, (1, groups, 1))[:, None]  # (B, 1, groups*T_new, T_total)
+    return Tensor._wrap(backend.from_host(allowed), backend, False, None)
 
 
 def attend_all(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -176,7 +215,10 @@ class CausalSelfAttention(Module):
         else:
             k, v = cache.append(k, v)  # each (B, H, T_total, D)
             T_total = k.shape[2]
-            if T == 1:  # the one new token may see every held position
+            if cache.padding is not None:
+                mask = padded_causal_mask(x._backend, cache.padding, T, T_total)  # (B, 1, T, T_total)
+                y = self.attend(q, k, v, mask)  # (B, H, T, D)
+            elif T == 1:  # the one new token may see every held position
                 y = attend_all(q, k, v)  # (B, H, 1, D)
             else:
                 mask = causal_mask_with_offset(x._backend, T, T_total)  # (T, T_total)

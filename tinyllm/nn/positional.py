@@ -17,6 +17,7 @@ from tinyllm import ops
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import get_backend, np
 from tinyllm.errors import ShapeError
+from tinyllm.nn import functional as F
 from tinyllm.nn.module import Module, Parameter
 
 
@@ -37,6 +38,11 @@ class LearnedPositionalEmbedding(Module):
         """Return the (T, dim) vectors of positions offset .. offset+T-1 (device: the weight's)."""
         _check_range(T, offset, self.max_len)
         return self.weight[offset : offset + T]  # (T, C)
+
+    def lookup(self, positions) -> Tensor:
+        """Return the (B, T, dim) vectors of the host int positions (B, T), one set per row."""
+        _check_range(1, int(positions.max()), self.max_len)
+        return F.embedding(Tensor(positions, device=self.weight.device), self.weight)  # (B, T, C)
 
     def extra_repr(self) -> str:
         return f"{self.max_len}, {self.dim}"
@@ -71,6 +77,12 @@ class SinusoidalPositionalEncoding(Module):
             table = Tensor._wrap(backend.from_host(self._host_table), backend, False, None)  # (max_len, C)
             self._tables[backend.name] = table
         return table[offset : offset + T]  # (T, C)
+
+    def lookup(self, positions, device: str | None = None) -> Tensor:
+        """Return the (B, T, dim) encodings of the host int positions (B, T), one set per row."""
+        _check_range(1, int(positions.max()), self.max_len)
+        table = self.forward(self.max_len, 0, device)  # (max_len, C)
+        return F.embedding(Tensor(positions, device=table.device), table)  # (B, T, C)
 
     def extra_repr(self) -> str:
         return f"{self.max_len}, {self.dim}"

@@ -12,6 +12,8 @@ The two are the same model up to a permutation of each head's rows of W_q and W_
 this module only implements the "half" layout.
 """
 
+# ruff: noqa: N806 - B, T: the field's names for tensor sizes
+
 from __future__ import annotations
 
 from tinyllm.autograd.function import Function
@@ -79,10 +81,24 @@ class RotaryEmbedding(Module):
         sin = Tensor._wrap(sin.array[start : start + length, ...], backend, False, None)  # (T, D/2)
         return cos, sin
 
-    def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        """Return x (B, H, T, D) rotated as positions start .. start + T - 1."""
-        cos, sin = self.tables(start, x.shape[-2], x.device)
-        return apply_rotary(x, cos, sin)
+    def forward(self, x: Tensor, start: int = 0, positions=None) -> Tensor:
+        """Return x (B, H, T, D) rotated as positions start .. start + T - 1, or, given host int
+        positions (B, T), row b's token t rotated as position positions[b, t]."""
+        if positions is None:
+            cos, sin = self.tables(start, x.shape[-2], x.device)
+            return apply_rotary(x, cos, sin)
+        B, T = positions.shape
+        if positions.shape != (x.shape[0], x.shape[-2]):
+            raise ShapeError(f"RoPE: x of shape {x.shape} needs positions of shape (B, T), got {positions.shape}")
+        cos, sin = self.tables(0, int(positions.max()) + 1, x.device)  # each (P, D/2)
+        xp, flat = cos._backend.xp, cos._backend.from_host(positions.reshape(-1))  # (B*T,)
+        half = self.head_dim // 2
+        rows_cos = xp.reshape(xp.take(cos.array, flat, axis=0), (B, 1, T, half))  # (B, 1, T, D/2)
+        rows_sin = xp.reshape(xp.take(sin.array, flat, axis=0), (B, 1, T, half))  # (B, 1, T, D/2)
+        backend = cos._backend
+        rows_cos = Tensor._wrap(rows_cos, backend, False, None)
+        rows_sin = Tensor._wrap(rows_sin, backend, False, None)
+        return Rotate.apply(x, rows_cos, rows_sin)  # (B, H, T, D)
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, max_positions={self.max_positions}, base={self.base}"
