@@ -16,7 +16,7 @@ KV cache, for the preset width with a 512-token context (so that 256 tokens fit 
 cropping), after checking that cached and uncached logits agree (tinyllm alone, one process).
 """
 
-# ruff: noqa: N803, N806 - B, T: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T: the field's names for tensor sizes (the house convention for model code)
 
 from __future__ import annotations
 

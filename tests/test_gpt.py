@@ -1,7 +1,7 @@
 """GPT: config, initialization, bad input, the KV cache, and parity with a PyTorch twin (logits,
 every gradient, and the loss through 10 AdamW steps)."""
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 
 import json
 import math

@@ -30,7 +30,7 @@ UTILITIES = {"errors", "hub", "config", "validate"}  # importable from anywhere
 TOP = len(LAYERS)  # tinyllm/__main__.py runs the CLI, above everything
 ALLOWED_UPWARD = {
     ("tinyllm/autograd/tensor.py", "tinyllm.ops"),  # documented: Tensor's methods call the op library
-    # Found by this test and reported to the lead: lazy imports, inside methods, of layers above
+    # Lazy imports, inside methods, of layers above
     # models (loaders and `model.generate`). Remove each entry when its import moves.
     ("tinyllm/models/llama.py", "tinyllm.io.gguf"),
     ("tinyllm/models/llama.py", "tinyllm.tokenizers.gguf_tokenizer"),

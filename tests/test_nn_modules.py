@@ -1,7 +1,7 @@
 """The Transformer modules: positional encodings, the KV cache, causal attention, MLP and Block,
 each against its formula or its PyTorch counterpart."""
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 
 import math
 

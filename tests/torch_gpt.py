@@ -5,7 +5,7 @@ Same architecture and the same parameter names as `tinyllm.models.gpt.GPT`, so
 exactly; `no_decay_names` / `decay_names` give the same AdamW groups as tinyllm's optimizer.
 """
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 
 from __future__ import annotations
 
