@@ -1,4 +1,4 @@
-"""The models built on tinyllm.nn: GPT (and, from their issues, BERT and Llama)."""
+"""The models built on tinyllm.nn: GPT, BERT and Llama, their generation, and tools to look inside them."""
 
 from tinyllm.models.bert import BERT, BertConfig
 from tinyllm.models.gpt import GPT, GPTConfig

@@ -15,7 +15,7 @@ self.query` becomes `layers.0.attention.query`, ...), so bert_pretrained.py maps
 onto this model with a short rename table.
 """
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 
 from __future__ import annotations
 

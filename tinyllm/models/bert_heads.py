@@ -17,7 +17,7 @@ The MLM head's parameters are named as transformers' `cls.predictions.*` once sa
 (bert_pretrained.py), so `BertForMaskedLM.from_pretrained` works on both our and their files.
 """
 
-# ruff: noqa: N803, N806 - B, T, C: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C: the field's names for tensor sizes (the house convention for model code)
 
 from __future__ import annotations
 

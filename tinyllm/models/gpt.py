@@ -8,7 +8,7 @@ Parameter names follow GPT-2 without its `transformer.` prefix (`wte`, `wpe`, `h
 Conv1D weights are stored transposed). With tied embeddings there is no `lm_head` parameter.
 """
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 
 from __future__ import annotations
 

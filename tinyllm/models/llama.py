@@ -18,7 +18,7 @@ returns the model with its tokenizer as `model.tokenizer`; with `quantized=True`
 also keep the file's Q4_1/Q8_0 blocks, which decoding steps multiply directly (nn/quantized.py).
 """
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 from __future__ import annotations
 
 import math

@@ -11,7 +11,7 @@ positions are padding, which no real token attends to, and models count each row
 from its first real token, so every row computes what it would alone.
 """
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ The sinusoidal encoding of "Attention Is All You Need":
     PE(pos, 2i+1) = cos(pos / 10000^(2i/d))
 """
 
-# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (STYLE.md)
+# ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 
 from __future__ import annotations
 
