@@ -104,7 +104,7 @@ def test_render_writes_dot_without_graphviz_and_refuses_images(tmp_path, monkeyp
 
 
 def test_render_draws_svg_and_png_with_graphviz(tmp_path):
-    assert shutil.which("dot"), "Graphviz's dot is needed (.ci/run installs it)"
+    assert shutil.which("dot"), "Graphviz's dot is needed (scripts/install_system_deps.sh installs it)"
     a, b, c, y = expression()
     svg = render(y, tmp_path / "g.svg", names={"a": a, "b": b, "c": c}).read_text()
     assert svg.count('class="node"') == 7 and svg.count('class="edge"') == 7
