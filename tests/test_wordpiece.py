@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 import tinyllm as tl
 from tinyllm.errors import TokenizerError
-from tinyllm.hub import download
 from tinyllm.tokenizers import Tokenizer, WordPieceTokenizer
+
+pytest_plugins = ["wordpiece_fixtures"]
 
 FIXED_TEXTS = [
     "Hello, world!",
@@ -34,23 +35,6 @@ FIXED_TEXTS = [
     "",
     "   \t\n  ",
 ]
-
-
-@pytest.fixture(scope="module")
-def minilm_dir():
-    return download("minilm", quiet=True)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(minilm_dir):
-    return WordPieceTokenizer.from_file(minilm_dir / "vocab.txt")
-
-
-@pytest.fixture(scope="module")
-def reference(minilm_dir):
-    from transformers import BertTokenizer
-
-    return BertTokenizer.from_pretrained(str(minilm_dir))
 
 
 DRIFT_CATEGORIES = ("Mn", "Mc", "Me", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Cf", "So")

@@ -13,25 +13,7 @@ import strategies as s
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyllm.hub import download
-from tinyllm.tokenizers import WordPieceTokenizer
-
-
-@pytest.fixture(scope="module")
-def minilm_dir():
-    return download("minilm", quiet=True)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(minilm_dir):
-    return WordPieceTokenizer.from_file(minilm_dir / "vocab.txt")
-
-
-@pytest.fixture(scope="module")
-def reference(minilm_dir):
-    from transformers import BertTokenizer
-
-    return BertTokenizer.from_pretrained(str(minilm_dir))
+pytest_plugins = ["wordpiece_fixtures"]
 
 
 def read_vocab(minilm_dir) -> list[str]:
