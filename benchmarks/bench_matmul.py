@@ -1,26 +1,28 @@
-"""Matrix products: NumPy's BLAS, the Numba kernel (kernels/matmul_cpu.py) and PyTorch.
+"""Matrix products: NumPy's BLAS (OpenBLAS), MKL (kernels/matmul_mkl.py), the Numba kernel
+(kernels/matmul_cpu.py) and PyTorch, each in its own process.
 
 Shapes: square n = 256 ... 2048, and the products of the GPT preset's transformer (n_embd 128,
 batch 12 x block 64 = 768 rows): the qkv projection (768,128)@(128,384), the MLP up and down
 projections (768,128)@(128,512) and (768,512)@(512,128), the attention output projection
 (768,128)@(128,128) and the language-model head (768,128)@(128,65). Each kernel's result is first
 checked against BLAS in float64 arithmetic; then each is timed after a warm-up (the Numba compile
-time is reported separately). The table says which implementation wins each shape; BLAS stays
-tinyllm's default wherever it wins. Columns for the numba.cuda kernel and CuPy's cuBLAS appear
+time is reported separately). Each implementation runs in its own process, the processes taken
+in turn (`--rounds` times): PyTorch's OpenMP threads would otherwise slow the others. The table
+says which implementation wins each shape. NumPy's BLAS stays tinyllm's default, as it needs
+nothing extra; the MKL column appears when the `mkl` package is installed (`tinyllm[mkl]`). Columns for the numba.cuda kernel and CuPy's cuBLAS appear
 when a GPU is present. Goal: Numba at least 0.5x BLAS at n = 1024 and 2048.
 
-    flock /tmp/tinyllm-bench.lock python benchmarks/bench_matmul.py [--threads 2] [--sizes 256 1024]
+    flock /tmp/tinyllm-bench.lock python benchmarks/bench_matmul.py [--threads 2] [--rounds 3] [--sizes 256 1024]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,7 +30,7 @@ import numba  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import tinyllm as tl  # noqa: E402
-from benchmarks.common import machine_header, measure, print_table, save_plot  # noqa: E402
+from benchmarks.common import alternate, load_line, machine_header, measure, print_table, report, save_plot, time_once  # noqa: E402
 from tinyllm.kernels import matmul_cpu  # noqa: E402
 
 GPT_SHAPES = {
@@ -65,13 +67,56 @@ def gpu_columns(a, b):
     return run(lambda: matmul_cuda.matmul_2d(da, db)), run(lambda: da @ db)
 
 
-def time_shape(a, b, ta, tb, repeat: int) -> dict:
-    """Return the median seconds of a @ b with BLAS, the Numba kernel and PyTorch."""
-    return {
-        "BLAS": measure(lambda: a @ b, repeat=repeat).median,
-        "numba": measure(lambda: matmul_cpu.matmul_2d(a, b), repeat=repeat).median,
-        "torch": measure(lambda: ta @ tb, repeat=repeat).median,
-    }
+IMPLEMENTATIONS = ["BLAS", "MKL", "numba", "torch"]  # NumPy's BLAS (OpenBLAS), matmul_mkl, matmul_cpu, PyTorch
+
+
+def product(impl: str):
+    """Return (convert, multiply) of one implementation: convert turns a NumPy array into its
+    operand type (outside the timing), multiply(a, b) returns a @ b as a NumPy array."""
+    if impl == "BLAS":
+        return np.asarray, np.matmul
+    if impl == "MKL":
+        from tinyllm.kernels import matmul_mkl
+
+        return np.asarray, matmul_mkl.matmul
+    if impl == "numba":
+        return np.asarray, matmul_cpu.matmul_2d
+    import torch
+
+    return torch.from_numpy, lambda a, b: a @ b
+
+
+def run_worker(impl: str, threads: int, sizes: list[int], dtype: str) -> None:
+    """Check, then time every shape with one implementation in this process; report samples."""
+    if impl == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        from tinyllm.kernels import tune_for_training
+
+        tune_for_training()  # as the trainer runs: the workqueue threads for the parallel Numba matmul
+        numba.set_num_threads(threads)
+    convert, fn = product(impl)
+    rng = np.random.default_rng(0)
+    warm = convert(rng.standard_normal((8, 8)).astype(dtype))
+    compile_seconds = time_once(lambda: fn(warm, warm))
+    fn(warm, warm)  # MKL and torch load their libraries on the first call: limit them after it
+    result = {"compile_s": compile_seconds}
+    with threadpool_limits(threads):
+        for name, (n, k, m) in shapes(sizes).items():
+            a = rng.standard_normal((n, k)).astype(dtype)
+            b = rng.standard_normal((k, m)).astype(dtype)
+            x, y = convert(a), convert(b)
+            check(a, b, np.asarray(fn(x, y)), f"{impl} {name}")
+            repeat = 5 if n * k * m > 1e9 else 15
+            result[name] = [measure(lambda x=x, y=y: fn(x, y), repeat=repeat).median]
+        result["header"] = machine_header()
+    report(result)
+
+
+def shapes(sizes: list[int]) -> dict:
+    return {f"square {n}": (n, n, n) for n in sizes} | GPT_SHAPES
 
 
 def main() -> None:
@@ -79,60 +124,62 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--rounds", type=int, default=3, help="processes per implementation, taken in turn")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from tinyllm.kernels import tune_for_training
+    if args.worker:
+        run_worker(args.worker, args.threads, args.sizes, args.dtype)
+        return
+    from tinyllm.kernels import matmul_mkl
 
-    tune_for_training()  # as the trainer runs: the workqueue threads for the parallel Numba matmul
-    numba.set_num_threads(args.threads)
-    torch.set_num_threads(args.threads)
-    gpu = tl.cuda_is_available()
-    shapes = {f"square {n}": (n, n, n) for n in args.sizes} | GPT_SHAPES
-    rng = np.random.default_rng(0)
-    with threadpool_limits(args.threads, user_api="blas"):
-        print(machine_header())
-        print(f"matmul {args.dtype}, {args.threads} threads\n")
-        warm = rng.standard_normal((8, 8)).astype(args.dtype)
-        compile_seconds = time.perf_counter()
-        matmul_cpu.matmul_2d(warm, warm)
-        print(f"Numba JIT compile (or cache load): {time.perf_counter() - compile_seconds:.2f} s\n")
-        rows, names, gflops = [], [], {"BLAS": [], "numba": [], "torch": []}
-        for name, (n, k, m) in shapes.items():
-            a = rng.standard_normal((n, k)).astype(args.dtype)
-            b = rng.standard_normal((k, m)).astype(args.dtype)
-            check(a, b, matmul_cpu.matmul_2d(a, b), f"numba {name}")
-            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-            check(a, b, (ta @ tb).numpy(), f"torch {name}")
-            seconds = time_shape(a, b, ta, tb, repeat=5 if n * k * m > 1e9 else 15)
-            if gpu:
-                seconds["numba.cuda"], seconds["cuBLAS"] = gpu_columns(a, b)
-            flops = 2.0 * n * k * m
-            for impl in gflops:
-                gflops[impl].append(flops / seconds[impl] / 1e9)
-            winner = min(("BLAS", "numba", "torch"), key=seconds.get)
-            row = [name, f"{n}x{k}x{m}"] + [seconds[i] * 1e3 for i in ("BLAS", "numba", "torch")]
-            row += [flops / seconds[i] / 1e9 for i in ("BLAS", "numba", "torch")]
-            row += [seconds["BLAS"] / seconds["numba"], seconds["BLAS"] / seconds["torch"], winner]
-            if gpu:
-                row += [seconds["numba.cuda"] * 1e3, seconds["cuBLAS"] * 1e3]
-            rows.append(row)
-            names.append(name)
-        headers = ["shape", "n x k x m", "BLAS ms", "numba ms", "torch ms", "BLAS GF/s", "numba GF/s", "torch GF/s"]
-        headers += ["numba/BLAS speed", "torch/BLAS speed", "fastest"] + (["numba.cuda ms", "cuBLAS ms"] if gpu else [])
-        print_table(headers, rows, title="medians; speed ratios > 1 mean faster than NumPy's BLAS")
+    impls = [impl for impl in IMPLEMENTATIONS if impl != "MKL" or matmul_mkl.available()]
+    extra = ["--threads", str(args.threads), "--dtype", args.dtype, "--sizes", *map(str, args.sizes)]
+    results = alternate(__file__, impls, args.rounds, extra)
+    print(results["BLAS"]["header"])
+    print(
+        f"matmul {args.dtype}, {args.threads} threads; each implementation in its own process, "
+        f"{args.rounds} processes each taken in turn; the median of the processes' medians; {load_line()} at the end"
+    )
+    print(
+        "first call (Numba JIT compile or cache load, library loading): "
+        + ", ".join(f"{impl} {results[impl]['compile_s']:.2f} s" for impl in impls)
+        + "\n"
+    )
+    rows, names, gflops = [], [], {impl: [] for impl in impls}
+    for name, (n, k, m) in shapes(args.sizes).items():
+        seconds = {impl: statistics.median(results[impl][name]) for impl in impls}
+        if gpu := tl.cuda_is_available():
+            a = np.random.default_rng(0).standard_normal((n, k)).astype(args.dtype)
+            b = np.random.default_rng(1).standard_normal((k, m)).astype(args.dtype)
+            seconds["numba.cuda"], seconds["cuBLAS"] = gpu_columns(a, b)
+        flops = 2.0 * n * k * m
+        for impl in impls:
+            gflops[impl].append(flops / seconds[impl] / 1e9)
+        row = [name, f"{n}x{k}x{m}"] + [seconds[i] * 1e3 for i in impls] + [flops / seconds[i] / 1e9 for i in impls]
+        row += [seconds["BLAS"] / seconds[i] for i in impls if i != "BLAS"] + [min(impls, key=seconds.get)]
+        if gpu:
+            row += [seconds["numba.cuda"] * 1e3, seconds["cuBLAS"] * 1e3]
+        rows.append(row)
+        names.append(name)
+    headers = ["shape", "n x k x m"] + [f"{i} ms" for i in impls] + [f"{i} GF/s" for i in impls]
+    headers += [f"{i}/BLAS speed" for i in impls if i != "BLAS"] + ["fastest"]
+    headers += ["numba.cuda ms", "cuBLAS ms"] if tl.cuda_is_available() else []
+    print_table(headers, rows, title="speed ratios > 1 mean faster than NumPy's BLAS (OpenBLAS)")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.27
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(impls)
     positions = np.arange(len(names))
     for offset, (impl, values) in enumerate(gflops.items()):
-        ax.bar(positions + (offset - 1) * width, values, width, label=impl)
+        label = {"BLAS": "NumPy's OpenBLAS", "MKL": "MKL (matmul_mkl)", "numba": "Numba (matmul_cpu)"}.get(impl, impl)
+        ax.bar(positions + (offset - (len(impls) - 1) / 2) * width, values, width, label=label)
     ax.set_xticks(positions, names, rotation=30, ha="right")
-    ax.set_ylabel("GFLOP/s (median)")
-    ax.set_title(f"matmul {args.dtype}, {args.threads} threads")
-    ax.legend()
+    ax.set_ylabel("GFLOP/s (median; higher is better)")
+    ax.set_title(f"matmul {args.dtype}, {args.threads} threads, each library in its own process")
+    ax.legend(fontsize=8)
     save_plot(fig, "bench_matmul")
 
 

@@ -48,6 +48,7 @@ LR, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
 NEW_TOKENS = 256
 BLOCKS = (64, 256)
 WORKERS = {"tinyllm (reference attention)": "reference", "tinyllm (numba attention)": "numba", "pytorch (twin)": None}
+MKL_WORKERS = {"tinyllm (auto attention, MKL matmul)": "auto"}  # with `tinyllm[mkl]` installed
 GPU_WORKERS = {"tinyllm cuda (reference attention)": "reference", "tinyllm cuda (cuda attention)": "cuda"}
 
 
@@ -119,7 +120,8 @@ def run_worker(name: str, block: int, iters: int) -> None:
     batches = random_batches(8, BATCH, block, config.vocab_size)
     tl.manual_seed(0)
     model = GPT(config)
-    attention = {**WORKERS, **GPU_WORKERS}[name]
+    attention = {**WORKERS, **MKL_WORKERS, **GPU_WORKERS}[name]
+    matmul = "mkl" if name in MKL_WORKERS else None
     device = "cuda" if name in GPU_WORKERS else "cpu"
     if attention is None:
         twin = TorchGPT(config)
@@ -133,13 +135,13 @@ def run_worker(name: str, block: int, iters: int) -> None:
         run = lambda: step().item()  # noqa: E731
     else:
         model.to(device)
-        with kernels.use(attention=attention):
+        with kernels.use(attention=attention, matmul=matmul):
             compile_s = time_once(lambda: model(tl.tensor(batches[0][0], device=device)).numpy())
         step = tinyllm_step(model, batches, device)
         error = 0.0
 
         def run():
-            with kernels.use(attention=attention):
+            with kernels.use(attention=attention, matmul=matmul):
                 return step().item()
 
     for _ in range(3):
@@ -160,8 +162,10 @@ def bench_training(rounds: int, iters: int, threads: int | None) -> dict[int, li
     tables = {}
     extra = ["--iters", str(iters)] + (["--threads", str(threads)] if threads else [])
     import tinyllm as tl
+    from tinyllm.kernels import matmul_mkl
 
-    workers = {**WORKERS, **(GPU_WORKERS if tl.cuda_is_available() else {})}
+    workers = {**WORKERS, **(MKL_WORKERS if matmul_mkl.available() else {})}
+    workers |= GPU_WORKERS if tl.cuda_is_available() else {}
     for block in BLOCKS:
         results = alternate(__file__, list(workers), rounds, extra + ["--block", str(block)])
         timings = {name: summarize(result["samples"]) for name, result in results.items()}
@@ -340,6 +344,10 @@ def main() -> None:
     if args.worker:
         import torch  # noqa: F401  (imported first, so that set_threads limits it too)
 
+        if args.worker in MKL_WORKERS:
+            from tinyllm.kernels import matmul_mkl
+
+            matmul_mkl.load()  # loaded first, so that set_threads limits it too
         set_threads(args.threads)
         run_worker(args.worker, args.block, args.iters)
         return

@@ -1,8 +1,10 @@
-"""Matmul kernels: the Numba CPU kernel against BLAS (`np.matmul`) on hypothesis-drawn shapes.
+"""Matmul kernels: the Numba CPU kernel and the MKL kernel against BLAS (`np.matmul`) on
+hypothesis-drawn shapes.
 
-Shapes cross the kernel's 4 x 4 register tile, its 64-row panel and its 512-long inner block;
-the engine's matmul op gives the same values and gradients with either kernel selected. The
-CUDA kernel's comparison is in test_kernels_cuda.py.
+Shapes cross the Numba kernel's 4 x 4 register tile, its 64-row panel and its 512-long inner
+block; the MKL kernel gets C-ordered, transposed and strided operands (each passed to its GEMM
+differently); the engine's matmul op gives the same values and gradients with any kernel
+selected. The CUDA kernel's comparison is in test_kernels_cuda.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from hypothesis import strategies as st
 
 import tinyllm as tl
 from tinyllm import kernels
-from tinyllm.kernels import matmul_cpu
+from tinyllm.errors import UnsupportedError
+from tinyllm.kernels import matmul_cpu, matmul_mkl
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 sides = st.one_of(st.sampled_from([1, 4, 63, 64, 65]), st.integers(1, 140))
@@ -56,17 +59,57 @@ def test_matmul_op_with_numba_kernel_matches_blas_forward_and_gradients(batch, b
     a = rng.standard_normal(batch + (n, k))
     b = rng.standard_normal((batch if b_batched else ()) + (k, m))
     results = []
-    for kernel in ("blas", "numba"):
+    for kernel in ("blas", "numba", "mkl"):
         ta, tb = tl.tensor(a, requires_grad=True), tl.tensor(b, requires_grad=True)
         with kernels.use(matmul=kernel):
             out = ta @ tb
             (out * out).sum().backward()
         results.append((out.numpy(), ta.grad.numpy(), tb.grad.numpy()))
-    for blas, numba in zip(*results):
-        np.testing.assert_allclose(numba, blas, rtol=1e-12, atol=1e-12)
+    for other in results[1:]:
+        for blas, value in zip(results[0], other):
+            np.testing.assert_allclose(value, blas, rtol=1e-12, atol=1e-12)
 
 
 def test_forced_numba_matmul_on_the_strict_device_raises_device_error():
     a = tl.randn(2, 2, device="strict")
     with kernels.use(matmul="numba"), pytest.raises(tl.DeviceError):
         a @ a
+
+
+LAYOUTS = {
+    "C order": lambda x: x,
+    "transposed": lambda x: np.ascontiguousarray(x.T).T,  # F order: the GEMM's Trans flag
+    "strided": lambda x: np.repeat(x, 2, axis=1)[:, ::2],  # neither: copied to C order
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout_a, layout_b", [("C order", "C order"), ("transposed", "C order"),
+                                                ("C order", "transposed"), ("strided", "transposed")])  # fmt: skip
+@given(n=sides, k=sides, m=sides, seed=st.integers(0, 2**32 - 1))
+def test_mkl_matmul_matches_blas(dtype, layout_a, layout_b, n, k, m, seed):
+    rng = np.random.default_rng(seed)
+    a = LAYOUTS[layout_a](rng.standard_normal((n, k)).astype(dtype))
+    b = LAYOUTS[layout_b](rng.standard_normal((k, m)).astype(dtype))
+    c = matmul_mkl.matmul(a, b)
+    assert c.shape == (n, m) and c.dtype == np.dtype(dtype)
+    assert_matches_blas(c, a, b, dtype)
+
+
+def test_mkl_matmul_of_empty_and_mixed_operands():
+    assert matmul_mkl.matmul(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32)).shape == (0, 4)
+    np.testing.assert_array_equal(matmul_mkl.matmul(np.ones((2, 0)), np.ones((0, 3))), np.zeros((2, 3)))
+    mixed = matmul_mkl.matmul(np.ones((2, 3), np.float32), np.full((3, 1), 0.5))
+    assert mixed.dtype == np.float64 and np.all(mixed == 1.5)
+    with pytest.raises(UnsupportedError, match="float32 or float64"):
+        matmul_mkl.matmul(np.ones((2, 2), np.int64), np.ones((2, 2), np.int64))
+
+
+def test_a_missing_mkl_is_a_typed_error_naming_the_install(monkeypatch):
+    monkeypatch.setattr(matmul_mkl, "library_path", lambda: None)
+    x = tl.randn(2, 2)
+    with kernels.use(matmul="mkl"), pytest.raises(UnsupportedError, match=r"tinyllm\[mkl\]"):
+        x @ x
+    monkeypatch.setattr(matmul_mkl, "_library", None)
+    with pytest.raises(UnsupportedError, match=r"tinyllm\[mkl\]"):
+        matmul_mkl.matmul(np.ones((2, 2)), np.ones((2, 2)))

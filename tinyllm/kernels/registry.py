@@ -6,7 +6,7 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
 | family    | functions                                   | modules by name                                 |
 |-----------|---------------------------------------------|-------------------------------------------------|
 | attention | forward, backward                           | reference, numba (attention_cpu), cuda          |
-| matmul    | matmul                                      | blas (matmul_blas), numba (matmul_cpu), cuda    |
+| matmul    | matmul                                      | blas (matmul_blas), numba (matmul_cpu), cuda, mkl (matmul_mkl) |
 | norm_act  | gelu_forward/backward, layer_norm_*         | reference, numba (norm_act_cpu)                 |
 | cross_entropy | forward, backward                       | reference, numba (cross_entropy_cpu)            |
 | adamw     | update (in place)                           | reference, numba (adamw_cpu)                    |
@@ -18,8 +18,9 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
   little, and the fused kernel's fixed cost, mostly waking Numba's threads, dominates; e.g.
   KV-cache decoding with Tq = 1), the numba.cuda kernel for CuPy float32/float64 arrays with head
   dimension <= 128, and the reference otherwise (e.g. the "strict" device, float16);
-- matmul: BLAS everywhere, because it beats our Numba and CUDA matmuls on every shape that
-  benchmarks/bench_matmul.py measures;
+- matmul: BLAS (NumPy's) everywhere, because it beats our Numba and CUDA matmuls on every shape
+  that benchmarks/bench_matmul.py measures; MKL (matmul_mkl), faster still on the CPU, is an
+  optional package and runs only when forced: `use(matmul="mkl")`;
 - norm_act: the Numba kernels for NumPy float32 arrays, the reference otherwise;
 - cross_entropy: the Numba kernel for NumPy float32/float64 logits, the reference otherwise;
 - adamw: the Numba kernel for C-contiguous NumPy float32/float64 parameters and moments of one
@@ -38,7 +39,7 @@ import os
 import sys
 
 from tinyllm.backend import backend_of
-from tinyllm.errors import ArgumentError, DeviceError
+from tinyllm.errors import ArgumentError, DeviceError, UnsupportedError
 from tinyllm.kernels import (  # numba.cuda is imported only when a CUDA kernel first runs
     adamw_reference,
     attention_cuda,
@@ -46,6 +47,7 @@ from tinyllm.kernels import (  # numba.cuda is imported only when a CUDA kernel 
     cross_entropy_reference,
     matmul_blas,
     matmul_cuda,
+    matmul_mkl,
     norm_act_reference,
     qmatmul_reference,
 )
@@ -79,7 +81,7 @@ qmatmul_cpu = _lazy("qmatmul_cpu")
 
 FAMILIES = {
     "attention": {"reference": attention_reference, "numba": attention_cpu, "cuda": attention_cuda},
-    "matmul": {"blas": matmul_blas, "numba": matmul_cpu, "cuda": matmul_cuda},
+    "matmul": {"blas": matmul_blas, "numba": matmul_cpu, "cuda": matmul_cuda, "mkl": matmul_mkl},
     "norm_act": {"reference": norm_act_reference, "numba": norm_act_cpu},
     "cross_entropy": {"reference": cross_entropy_reference, "numba": cross_entropy_cpu},
     "adamw": {"reference": adamw_reference, "numba": adamw_cpu},
@@ -162,6 +164,8 @@ def _check_forced(family: str, name: str, array) -> None:
     device = getattr(module, "DEVICE", None)
     if device is None:  # reference and BLAS kernels run on every backend
         return
+    if not getattr(module, "available", lambda: True)():
+        raise UnsupportedError(f"{family} kernel {name!r} is not installed: {module.INSTALL}")
     backend = backend_of(array)
     dtype = backend.dtype_name(array)
     if dtype not in module.DTYPES:
