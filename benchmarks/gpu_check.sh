@@ -31,7 +31,7 @@ summary() {  # the figures worth a glance from a step's log
         gpu) head -n 1 "$2" ;;
         cuda-tests) grep -E "passed|failed|skipped" "$2" | tail -n 1 ;;
         attention) grep -E "^ *(256|1024) " "$2" | tr -s ' ' | paste -sd';' | cut -c1-200 ;;  # last 2 columns: cuda fwd, f+b ms
-        matmul) grep -E "^ *1024" "$2" | head -n 1 | awk '{printf "n=1024: %s", $0}' | tr -s ' ' | cut -c1-110 ;;
+        matmul) grep -E "square 1024" "$2" | head -n 1 | tr -s " " | cut -c1-160 ;;
         train) grep -E "cuda" "$2" | awk -F'  +' '{printf "%s %s ms; ", $1, $2}' | tr -s ' ' ;;
     esac
 }
@@ -40,7 +40,7 @@ step install 240 "$PYTHON" -m pip install --quiet ".[gpu]"
 step gpu 30 "$PYTHON" -c "import tinyllm as tl, cupy; print('cuda available:', tl.cuda_is_available(), cupy.cuda.runtime.getDeviceProperties(0)['name'].decode())"
 step cuda-tests 120 "$PYTHON" -m pytest -q -x tests/test_kernels_cuda.py
 step attention 90 "$PYTHON" benchmarks/bench_attention.py --rounds 1 --repeat 3 --lengths 256 1024
-step matmul 60 "$PYTHON" benchmarks/bench_matmul.py --sizes 256 1024
+step matmul 90 "$PYTHON" benchmarks/bench_matmul.py --rounds 1 --sizes 256 1024
 step train 150 "$PYTHON" benchmarks/bench_train.py --rounds 1 --iters 5 --gen-repeat 1
 
 echo

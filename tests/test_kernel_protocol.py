@@ -2,6 +2,9 @@
 every combination of `kernels.use` choices around forward and backward."""
 
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,3 +66,37 @@ def test_unknown_families_and_kernels_are_typed_errors():
         kernels.use(attention="fastest")
     with pytest.raises(ArgumentError, match="convolution"):
         kernels.use(convolution="numba")
+
+
+def _run_with_kernels(setting: str, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TINYLLM_KERNELS": setting}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_tinyllm_kernels_environment_variable_sets_the_choices_at_start_up():
+    code = (
+        "import tinyllm as tl; from tinyllm import kernels; x = tl.randn(3, 3, requires_grad=True); "
+        "print(kernels.selected('matmul'), kernels.selected('attention'), (x @ x).grad_fn.kernel.__name__)"
+    )
+    done = _run_with_kernels(" matmul = numba , attention=reference", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["numba", "reference", "tinyllm.kernels.matmul_cpu"]
+
+
+@pytest.mark.parametrize("setting", ["matmul=fastest", "convolution=numba", "matmul"])
+def test_a_bad_tinyllm_kernels_value_is_a_typed_error_naming_the_variable(setting):
+    done = _run_with_kernels(setting, "import tinyllm as tl; tl.randn(2, 2) @ tl.randn(2, 2)")
+    assert done.returncode != 0
+    assert "ArgumentError: TINYLLM_KERNELS: cannot read" in done.stderr and "matmul=auto|blas" in done.stderr
+
+
+def test_the_command_line_reports_a_bad_tinyllm_kernels_value_in_one_line(tmp_path):
+    code = "import sys; from tinyllm.cli.main import main; sys.exit(main())"
+    env = {**os.environ, "TINYLLM_KERNELS": "matmul=fastest"}
+    argv = [sys.executable, "-c", code, "sample", "--checkpoint", str(tmp_path), "--max-new-tokens", "2"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert (
+        done.stderr.startswith("tinyllm sample: error: ArgumentError: TINYLLM_KERNELS")
+        and "Traceback" not in done.stderr
+    )

@@ -82,10 +82,10 @@ def _command_of(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command_of(argv)).parse_args(argv)
-    from tinyllm.kernels import tune_for_training
-
-    tune_for_training()  # the process is ours: a faster allocator policy and sleeping kernel threads
     try:
+        from tinyllm.kernels import tune_for_training  # reads $TINYLLM_KERNELS, which may be wrong
+
+        tune_for_training()  # the process is ours: a faster allocator policy and sleeping kernel threads
         return int(args.func(args) or 0)
     except TinyLLMError as error:
         print(f"tinyllm {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)

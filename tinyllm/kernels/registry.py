@@ -12,6 +12,9 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
 | adamw     | update (in place)                           | reference, numba (adamw_cpu)                    |
 | qmatmul   | linear (inference only)                     | reference, numba (qmatmul_cpu)                  |
 
+The environment variable TINYLLM_KERNELS sets choices at start-up, as `use` would, e.g.
+`TINYLLM_KERNELS=matmul=mkl tinyllm train ...`.
+
 "auto" picks, per call, the fastest module that supports the arrays:
 - attention: the fused Numba kernel for NumPy float32/float64 arrays whose (B, H, Tq, Tk) scores
   would have more than SMALL_SCORES elements (below that the reference is faster: it allocates
@@ -88,7 +91,24 @@ FAMILIES = {
     "qmatmul": {"reference": qmatmul_reference, "numba": qmatmul_cpu},
 }
 SMALL_SCORES = 2**18  # 1 MB of float32 scores
-_selected = dict.fromkeys(FAMILIES, "auto")
+
+
+def _from_environment() -> dict[str, str]:
+    """Return the choices of $TINYLLM_KERNELS, e.g. "matmul=mkl,attention=numba": how a program
+    that does not call `use` itself (the `tinyllm` command line, say) is run with other kernels."""
+    text = os.environ.get("TINYLLM_KERNELS", "").strip()
+    choices = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        family, _, name = part.partition("=")
+        family, name = family.strip(), name.strip()
+        if family not in FAMILIES or (name != "auto" and name not in FAMILIES[family]):
+            expected = ", ".join(f"{f}={'|'.join(['auto', *FAMILIES[f]])}" for f in FAMILIES)
+            raise ArgumentError(f"TINYLLM_KERNELS: cannot read {part!r}; expected family=kernel pairs, of {expected}")
+        choices[family] = name
+    return choices
+
+
+_selected = dict.fromkeys(FAMILIES, "auto") | _from_environment()
 
 
 class use:  # noqa: N801  (a function-like name: `tinyllm.kernels.use(...)`)
