@@ -6,7 +6,8 @@ tinyllm vs transformers' BertModel on PyTorch, each in its own process.
 The batch is the first 32 sentences of the VADER training split, padded to the longest. Each
 library runs in its own process, the processes taken in turn (`--rounds` times, `--repeat` timed
 calls each after a warm-up). Before timing, the transformers process checks tinyllm's
-last_hidden_state against its own (1e-4). The backward pass is that of sum(hidden^2) over
+last_hidden_state against its own (1e-4); with `tinyllm[mkl]` installed, a third process runs
+tinyllm with MKL's matmul, checked against tinyllm with OpenBLAS. The backward pass is that of sum(hidden^2) over
 unpadded positions, in eval mode (no dropout), so both sides do the same work. Then one tinyllm
 forward+backward is profiled and the ops that take the most self time are printed: the engine's
 hot spots.
@@ -37,6 +38,7 @@ from benchmarks.common import (  # noqa: E402
 )
 
 WORKERS = ["tinyllm", "transformers"]
+MKL_WORKER = "tinyllm (MKL matmul)"  # kernels.use(matmul="mkl"), when tinyllm[mkl] is installed
 
 
 def load_batch(tokenizer):
@@ -82,6 +84,17 @@ def run_worker(name: str, repeat: int) -> None:
     if name == "tinyllm":
         forward, step = tinyllm_calls(model, ids, mask)
         check = ""
+    elif name == MKL_WORKER:
+        from tinyllm import kernels
+
+        with tl.no_grad():
+            ours = model(ids, attention_mask=mask).last_hidden_state.numpy()
+        kernels.use(matmul="mkl")
+        with tl.no_grad():
+            error = float(np.abs(model(ids, attention_mask=mask).last_hidden_state.numpy() - ours).max())
+        assert error < 1e-4, f"tinyllm with MKL and with OpenBLAS disagree by {error}"
+        check = f"check: max |tinyllm (MKL) - tinyllm (OpenBLAS)| = {error:.2e}"
+        forward, step = tinyllm_calls(model, ids, mask)
     else:
         reference = BertModel.from_pretrained(str(directory)).eval()
         torch_ids, torch_mask = torch.tensor(ids), torch.tensor(mask)
@@ -126,20 +139,28 @@ def main() -> None:
     if args.worker:
         import torch  # noqa: F401  (imported first, so that set_threads limits it too)
 
+        if args.worker == MKL_WORKER:
+            from tinyllm.kernels import matmul_mkl
+
+            matmul_mkl.load()  # loaded first, so that set_threads limits it too
         set_threads(args.threads)
         run_worker(args.worker, args.repeat)
         return
 
     print(machine_header())
     extra = ["--repeat", str(args.repeat)] + (["--threads", str(args.threads)] if args.threads else [])
-    results = alternate(__file__, WORKERS, args.rounds, extra)
+    from tinyllm.kernels import matmul_mkl
+
+    workers = WORKERS + ([MKL_WORKER] if matmul_mkl.available() else [])
+    results = alternate(__file__, workers, args.rounds, extra)
     shape, real = results["tinyllm"]["shape"], results["tinyllm"]["real"]
     print(f"batch: {shape[0]} sentences padded to {shape[1]} tokens ({real} real)")
-    print(results["transformers"]["check"])
+    for name in workers[1:]:
+        print(results[name]["check"])
     rows = []
     for what, label in (("forward", "forward"), ("step", "forward+backward")):
         baseline = summarize(results["transformers"][what]).median
-        for name in WORKERS:
+        for name in workers:
             timing = summarize(results[name][what])
             rows.append(
                 [f"{name} {label}", timing.median * 1e3, f"{timing.spread():.0%}", f"{timing.median / baseline:.2f}x"]
@@ -180,7 +201,8 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.barh([row[0] for row in rows], [row[1] for row in rows], color=["tab:blue", "tab:orange"] * 2)
+    colors = ["tab:blue", "tab:orange", "tab:purple"][: len(workers)] * 2
+    ax.barh([row[0] for row in rows], [row[1] for row in rows], color=colors)
     for position, row in enumerate(rows):
         ax.text(row[1], position, f" {row[3]}", va="center", fontsize=8)
     ax.invert_yaxis()

@@ -9,7 +9,9 @@ default model dequantize it to float32; `Llama.from_gguf(path, quantized=True)` 
 Q4_1/Q8_0 blocks and decodes from them (nn/quantized.py). Each engine runs in its own process,
 the processes taken in turn (`--rounds` times). Before timing, the transformers process checks
 prefill logits within 1e-3 and identical greedy tokens against tinyllm, and the quantized process
-checks its greedy tokens against tinyllm's float32 ones. Then:
+checks its greedy tokens against tinyllm's float32 ones. With `tinyllm[mkl]` installed, a fourth
+engine runs tinyllm float32 with MKL's matmul (`kernels.use(matmul="mkl")`), checked the same way
+against the default (OpenBLAS) one. Then:
 - prefill: one forward pass over the prompt, tokens/s = prompt tokens / time;
 - decode with the KV cache: greedy steps of one token after a prefill (prefill not timed);
 - decode without a cache: each step runs the whole sequence so far.
@@ -44,6 +46,7 @@ TEXT = (
 
 
 ENGINES = ["tinyllm", "tinyllm (quantized decode)", "transformers"]
+MKL_ENGINE = "tinyllm (MKL matmul)"  # float32 with kernels.use(matmul="mkl"), when tinyllm[mkl] is installed
 
 
 def load_tinyllm(directory: Path, quantized: bool = False):
@@ -65,27 +68,30 @@ def load_transformers(directory: Path):
 class TinyllmRunner:
     name = "tinyllm"
 
-    def __init__(self, model) -> None:
-        self.model = model
+    def __init__(self, model, matmul: str = "auto") -> None:
+        self.model, self.matmul = model, matmul
 
     def prefill(self, ids: list[int], use_cache: bool = True):
         import tinyllm as tl
+        from tinyllm import kernels
 
-        with tl.no_grad():
+        with tl.no_grad(), kernels.use(matmul=self.matmul):
             cache = self.model.new_cache() if use_cache else None
             logits = self.model(tl.tensor([ids]), cache=cache).numpy()[0]  # (T, V)
         return logits, cache
 
     def step(self, token: int, cache):
         import tinyllm as tl
+        from tinyllm import kernels
 
-        with tl.no_grad():
+        with tl.no_grad(), kernels.use(matmul=self.matmul):
             return self.model(tl.tensor([[token]]), cache=cache).numpy()[0, -1]  # (V,)
 
     def full(self, ids: list[int]):
         import tinyllm as tl
+        from tinyllm import kernels
 
-        with tl.no_grad():
+        with tl.no_grad(), kernels.use(matmul=self.matmul):
             return self.model(tl.tensor([ids])).numpy()[0, -1]  # (V,)
 
 
@@ -200,14 +206,18 @@ def run_worker(engine: str, args) -> None:
     from tinyllm.kernels import tune_for_training
 
     tune_for_training()  # what the CLI does: the allocator policy and sleeping Numba threads
+    if engine == MKL_ENGINE:
+        from tinyllm.kernels import matmul_mkl
+
+        matmul_mkl.load()  # loaded before set_threads, so that its thread count is set too
     directory = download("smollm2", quiet=True)
     start = time.perf_counter()
     if engine == "transformers":
         model = load_transformers(directory)
         runner = TransformersRunner(model)
     else:
-        model = load_tinyllm(directory, quantized=engine != "tinyllm")
-        runner = TinyllmRunner(model)
+        model = load_tinyllm(directory, quantized=engine == "tinyllm (quantized decode)")
+        runner = TinyllmRunner(model, matmul="mkl" if engine == MKL_ENGINE else "auto")
     load_s = time.perf_counter() - start
     set_threads(args.threads)
     reference = TinyllmRunner(load_tinyllm(directory)) if engine != "tinyllm" else None
@@ -260,8 +270,11 @@ def main() -> None:
         for k, v in vars(args).items()
         if k not in ("rounds", "worker", "profile") and v is not None
     ]
-    results = alternate(__file__, ENGINES, args.rounds, extra)
-    for engine in ENGINES:
+    from tinyllm.kernels import matmul_mkl
+
+    engines = ENGINES + ([MKL_ENGINE] if matmul_mkl.available() else [])
+    results = alternate(__file__, engines, args.rounds, extra)
+    for engine in engines:
         if results[engine]["check"]:
             print("check: " + results[engine]["check"])
     prompt = results["tinyllm"]["prompt"]
@@ -276,7 +289,7 @@ def main() -> None:
     base = speeds["transformers"]
     rows = []
     for index, mode in enumerate(["prefill", "decode, KV cache", "decode, no cache"]):
-        for engine in ENGINES:
+        for engine in engines:
             speed = speeds[engine][index]
             per_call = 1e3 / speed * (prompt if index == 0 else 1)
             rows.append([mode, engine, speed, per_call, speed / base[index]])
@@ -287,7 +300,7 @@ def main() -> None:
         f"{args.no_cache_tokens} uncached decode steps: medians over {args.rounds} processes per engine "
         f"x {args.repeat} runs, processes alternated; {load_line()} at the end",
     )
-    loads = ", ".join(f"{engine} {results[engine]['load_s']:.1f} s" for engine in ENGINES)
+    loads = ", ".join(f"{engine} {results[engine]['load_s']:.1f} s" for engine in engines)
     print(f"load from GGUF (last process): {loads}")
     if args.profile:
         subprocess.run([sys.executable, __file__, "--worker", "tinyllm (quantized decode)", *extra, "--profile"])
@@ -298,10 +311,10 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    colors = ["tab:blue", "tab:green", "tab:orange"]
+    colors = ["tab:blue", "tab:green", "tab:orange", "tab:purple"][: len(engines)]
     for index, (axis, title) in enumerate(zip(axes, ["prefill", "decode (KV cache)", "decode (no cache)"])):
-        values = [speeds[engine][index] for engine in ENGINES]
-        axis.bar([e.replace(" (", "\n(") for e in ENGINES], values, color=colors)
+        values = [speeds[engine][index] for engine in engines]
+        axis.bar([e.replace(" (", "\n(") for e in engines], values, color=colors)
         for position, value in enumerate(values):
             axis.text(position, value, f"{value / base[index]:.2f}x", ha="center", va="bottom", fontsize=8)
         axis.set_title(title)
