@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import strategies as s
 from hypothesis import given
+from hypothesis import strategies as st
 from op_testing import DEVICES
 
 import tinyllm as tl
@@ -45,6 +46,32 @@ def test_scatter_add_sums_repeated_indices(device):
     values = backend.asarray(np.ones((4, 2)), dtype="float64")
     result = backend.to_host(backend.scatter_add(target, index, values))
     np.testing.assert_array_equal(result, [[3, 3], [0, 0], [1, 1]])
+
+
+@given(
+    rows=st.integers(1, 6),
+    trailing=st.sampled_from([(), (3,), (2, 2)]),
+    picks=st.lists(st.integers(-6, 5), min_size=0, max_size=12),
+    start=st.floats(-2, 2),
+    dtype=st.sampled_from(["int64", "int32", "uint8"]),
+)
+def test_scatter_add_of_row_indices_matches_a_loop(rows, trailing, picks, start, dtype):
+    """The sorted-runs path of the NumPy backend (1-d integer indices) against one addition per index."""
+    picks = [p % rows if dtype == "uint8" else max(p, -rows) % (2 * rows) - rows for p in picks]
+    index = np.array(picks, dtype=dtype)
+    rng = np.random.default_rng(len(picks))
+    values = rng.standard_normal(index.shape + trailing)
+    target = np.full((rows, *trailing), start)
+    expected = target.copy()
+    for i, row in enumerate(picks):
+        expected[row] += values[i]
+    result = get_backend("cpu").scatter_add(target, index, values)
+    np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_scatter_add_of_an_index_past_the_end_raises_index_error():
+    with pytest.raises(IndexError):
+        get_backend("cpu").scatter_add(np.zeros((3, 2)), np.array([0, 3]), np.ones((2, 2)))
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -61,6 +61,21 @@ def keep_freed_memory() -> bool:
     return bool(agreed)
 
 
+def _scatter_add_rows(target, index, values):
+    """target[index[i]] += values[i] for a 1-d integer index along axis 0, repeated indices
+    summed: an embedding's backward. `np.add.at` does it one index at a time, 4-6x slower for
+    the GPT preset's batches; here the rows are sorted by index (stably), each run of one index
+    summed by `np.add.reduceat`, and every target row written once."""
+    values = np.broadcast_to(values, index.shape + target.shape[1:])
+    if index.dtype.kind == "i":
+        index = np.where(index < 0, index + target.shape[0], index)  # -1 and n - 1: one row
+    order = np.argsort(index, kind="stable")
+    ids = index[order]
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    target[ids[starts]] += np.add.reduceat(values[order], starts, axis=0)
+    return target
+
+
 class NumpyBackend(Backend):
     name = "cpu"
     xp = np
@@ -84,6 +99,8 @@ class NumpyBackend(Backend):
         return np.asarray(array)
 
     def scatter_add(self, target, index, values):
+        if isinstance(index, np.ndarray) and index.ndim == 1 and index.dtype.kind in "iu" and index.size > 1:
+            return _scatter_add_rows(target, index, values)
         np.add.at(target, index, values)
         return target
 
