@@ -60,9 +60,11 @@ class Linear(Function):
         xp = self.xp
         self.x, self.w, self.has_bias = x, w, bias is not None
         self.kernel = choose("matmul", x, w)
-        out = self.kernel.matmul(_rows(xp, x), _swap_last(xp, w))  # (rows, out)
-        if bias is not None:
-            out = out + bias
+        out = self.kernel.matmul(_rows(xp, x), _swap_last(xp, w))  # (rows, out), a new array
+        if bias is not None and bias.dtype == out.dtype:
+            out += bias  # in place: one pass over the output instead of a second array
+        elif bias is not None:
+            out = out + bias  # dtypes promoted as by every other op
         return xp.reshape(out, x.shape[:-1] + (w.shape[0],))
 
     def backward(self, grad):
