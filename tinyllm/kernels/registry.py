@@ -159,8 +159,12 @@ def _auto(family: str, arrays) -> str:
     backend = backend_of(first)
     dtype = backend.dtype_name(first)
     if family == "norm_act":
-        same_dtype = all(backend_of(a) is backend and a.dtype == first.dtype for a in arrays)
-        return "numba" if backend.name == "cpu" and dtype == "float32" and same_dtype else "reference"
+        if backend.name != "cpu" or dtype != "float32":
+            return "reference"
+        for a in arrays:  # NumPy float32 arrays all (an op's inputs share one backend)
+            if a.dtype != first.dtype or backend_of(a) is not backend:
+                return "reference"
+        return "numba"
     if family in ("cross_entropy", "qmatmul"):
         return "numba" if backend.name == "cpu" and dtype in FAMILIES[family]["numba"].DTYPES else "reference"
     if family == "adamw":

@@ -60,7 +60,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return ops.linear(x, self.weight, self.bias)  # F.linear without its keyword handling
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -141,6 +141,10 @@ class LayerNorm(Module):
         _placed(self, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        if len(self.normalized_shape) == 1 and self.weight is not None and self.bias is not None:
+            # the common case, checked once in __init__: straight to the op (which still checks
+            # that the weight fits x), without F.layer_norm's argument handling
+            return ops.layer_norm(x, self.weight, self.bias, self.eps)
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -100,9 +100,10 @@ def quantized_linear(x: Tensor, weight: QuantizedWeight) -> Tensor:
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Return x @ weight.T + bias: x (..., in), weight (out, in), bias (out,) -> (..., out)."""
-    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+    x_shape, w_shape = x.array.shape, weight.array.shape  # read once: every layer of a model calls this
+    if len(w_shape) != 2 or not x_shape or x_shape[-1] != w_shape[1]:
         raise ShapeError(f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} (out, in)")
-    if bias is not None and bias.shape != (weight.shape[0],):
+    if bias is not None and tuple(bias.array.shape) != (w_shape[0],):
         raise ShapeError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}")
     if bias is None:
         return Linear.apply(x, weight)

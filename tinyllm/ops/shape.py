@@ -124,8 +124,11 @@ def reshape(a: Tensor, *sizes, shape=None) -> Tensor:
 def permute(a: Tensor, *dim_args, dims=None) -> Tensor:
     """Return a with its dims reordered: permute(a, 2, 0, 1), permute(a, (2, 0, 1)) or permute(a, dims=...)."""
     dims = _shape_arg(dim_args) if dims is None else tuple(dims)
-    axes = tuple(normalize_dim(d, a.ndim, "permute") for d in dims) if a.ndim else ()
-    if len(dims) != a.ndim or sorted(axes) != list(range(a.ndim)):
+    ndim = a.array.ndim
+    if set(map(type, dims)) <= {int} and sorted(dims) == list(range(ndim)):  # the common case
+        return _view(Permute.apply(a, axes=dims), a)
+    axes = tuple(normalize_dim(d, ndim, "permute") for d in dims) if ndim else ()
+    if len(dims) != ndim or sorted(axes) != list(range(ndim)):
         raise ShapeError(f"permute dims {dims} are not a permutation of the {a.ndim} dims of shape {a.shape}")
     return _view(Permute.apply(a, axes=axes), a)
 
