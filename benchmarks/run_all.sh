@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every CPU benchmark, one after another (never two at once: on a small machine they would slow
 # each other), each printing its table to benchmarks/results/<name>.txt and writing its PNG from
-# the same run. About 30 minutes on 2 cores; --with-convergence adds the 2000-iteration training
+# the same run. About 30 minutes on 2 cores (SmolLM2 loads in each of its 8 processes); --with-convergence adds the 2000-iteration training
 # of tinyllm and its PyTorch twin (about 10 more).
 #
 #     bash benchmarks/run_all.sh [--threads N] [--with-convergence]
@@ -37,7 +37,7 @@ run matmul python benchmarks/bench_matmul.py --threads "$THREADS" --rounds 3
 run attention python benchmarks/bench_attention.py --threads "$THREADS" --rounds 3
 run train python benchmarks/bench_train.py --threads "$THREADS" --rounds 3 --iters 10
 run bert python benchmarks/bench_bert.py --threads "$THREADS" --rounds 3
-run generate python benchmarks/bench_generate.py --threads "$THREADS" --rounds 3
+run generate python benchmarks/bench_generate.py --threads "$THREADS" --rounds 2  # 4 engines, ~40 s a process
 if [ "$CONVERGENCE" = yes ]; then
     run convergence python benchmarks/convergence.py --threads "$THREADS"
 fi
