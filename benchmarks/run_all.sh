@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every CPU benchmark, one after another (never two at once: on a small machine they would slow
 # each other), each printing its table to benchmarks/results/<name>.txt and writing its PNG from
-# the same run. About 30 minutes on 2 cores (SmolLM2 loads in each of its 8 processes); --with-convergence adds the 2000-iteration training
+# the same run. About 30 minutes on 2 cores; --with-convergence adds the 2000-iteration training
 # of tinyllm and its PyTorch twin (about 10 more).
 #
 #     bash benchmarks/run_all.sh [--threads N] [--with-convergence]
