@@ -297,6 +297,38 @@ def test_astype_between_floats_is_differentiable():
     assert x.grad.dtype == "float32" and x.grad.numpy().tolist() == [3.0, 3.0]
 
 
+class ScaleFirst(Function):
+    """3a, ignoring b: its backward gives None for b, as a PyTorch Function may."""
+
+    def forward(self, a, b):
+        return a * 3.0
+
+    def backward(self, grad):
+        return grad * 3.0, None
+
+
+class TorchScaleFirst(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b):  # noqa: ARG004 - b is ignored on purpose
+        return a * 3.0
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ARG004
+        return grad * 3.0, None
+
+
+def test_a_none_gradient_for_an_input_that_requires_grad_leaves_its_grad_none_as_in_torch():
+    a, b = tl.tensor([1.0, 2.0], requires_grad=True), tl.tensor([5.0, 6.0], requires_grad=True)
+    (ScaleFirst.apply(a, b) * b).sum().backward()
+    a_t, b_t = torch.tensor([1.0, 2.0], requires_grad=True), torch.tensor([5.0, 6.0], requires_grad=True)
+    (TorchScaleFirst.apply(a_t, b_t) * b_t).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), a_t.grad.numpy())
+    np.testing.assert_allclose(b.grad.numpy(), b_t.grad.numpy())  # only through the product
+    c = tl.tensor([1.0, 2.0], requires_grad=True)
+    ScaleFirst.apply(a, c).sum().backward()
+    assert c.grad is None
+
+
 # -- gradcheck, the teaching tool ---------------------------------------------------------------
 class WrongSquare(Function):
     """x ** 2 with a deliberately wrong backward (x instead of 2x)."""
