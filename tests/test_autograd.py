@@ -223,6 +223,28 @@ def test_no_grad_works_as_a_decorator_and_restores_the_mode_after_an_error():
     assert tl.is_grad_enabled() and (x * 2.0).requires_grad
 
 
+def test_enable_grad_works_as_a_decorator_inside_no_grad_as_in_torch():
+    def double(t):
+        return t * 2.0
+
+    for lib in (tl, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        with lib.no_grad():
+            y = lib.enable_grad()(double)(x)
+            assert not lib.is_grad_enabled()
+        assert y.requires_grad and y.grad_fn is not None, lib.__name__
+        y.sum().backward()
+        assert x.grad.tolist() == [2.0, 2.0]
+
+
+def test_an_array_on_the_left_of_at_is_refused_as_torch_refuses_it():
+    values = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError):
+        values @ torch.ones(2, 2)
+    with pytest.raises((TypeError, AttributeError)):  # not a product, and not None
+        values @ tl.ones(2, 2)
+
+
 def test_ops_on_tensors_without_requires_grad_record_nothing():
     y = tl.tensor([1.0]) * tl.tensor([2.0])
     assert y.grad_fn is None and not y.requires_grad
