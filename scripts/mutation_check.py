@@ -81,6 +81,7 @@ TESTS = {
         "tests/test_autograd.py",
         "tests/test_tensor_methods.py",
         "tests/test_torch_tensor_methods.py",
+        "tests/test_torch_dtypes_interop.py",
         *_OPS_TESTS[:5],
     ],
     "ops/elementwise.py": ["tests/test_ops_elementwise.py", *_OPS_TESTS],
