@@ -145,6 +145,7 @@ TESTS = {
         f"tests/test_llama.py -k '{_SMALL_LLAMA}'",
     ],
     "io/gguf.py": [f"tests/test_llama.py -k '{_SMALL_LLAMA} or gguf'", "tests/test_gguf_tokenizer.py"],
+    "io/untrusted.py": ["tests/test_bad_input_files.py", "tests/test_checkpoint.py"],
     "io/": ["tests/test_checkpoint.py", "tests/test_optim.py -k 'checkpoint or state'"],
     "tokenizers/wordpiece.py": ["tests/test_wordpiece.py", "tests/test_wordpiece_hard_cases.py"],
     "tokenizers/gguf_tokenizer.py": ["tests/test_gguf_tokenizer.py"],
