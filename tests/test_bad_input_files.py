@@ -606,7 +606,7 @@ def test_tokenizer_paths_that_are_not_files(tmp_path, make, named):
 
 def test_json_depth_counts_the_nesting_of_lists_and_dicts():
     values = [3, "x", [], {}, [1, [2]], {"a": [{"b": {}}]}, [[], [[[]]]]]
-    assert [json_depth(v) for v in values] == [0, 0, 1, 1, 2, 3, 4]
+    assert [json_depth(v) for v in values] == [0, 0, 1, 1, 2, 4, 4]
 
 
 @pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="needs Linux's /proc")
