@@ -223,6 +223,28 @@ def test_no_grad_works_as_a_decorator_and_restores_the_mode_after_an_error():
     assert tl.is_grad_enabled() and (x * 2.0).requires_grad
 
 
+def test_enable_grad_works_as_a_decorator_inside_no_grad_as_in_torch():
+    def double(t):
+        return t * 2.0
+
+    for lib in (tl, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        with lib.no_grad():
+            y = lib.enable_grad()(double)(x)
+            assert not lib.is_grad_enabled()
+        assert y.requires_grad and y.grad_fn is not None, lib.__name__
+        y.sum().backward()
+        assert x.grad.tolist() == [2.0, 2.0]
+
+
+def test_an_array_on_the_left_of_at_is_refused_as_torch_refuses_it():
+    values = np.ones((2, 2), np.float32)
+    with pytest.raises(TypeError):
+        values @ torch.ones(2, 2)
+    with pytest.raises((TypeError, AttributeError)):  # not a product, and not None
+        values @ tl.ones(2, 2)
+
+
 def test_ops_on_tensors_without_requires_grad_record_nothing():
     y = tl.tensor([1.0]) * tl.tensor([2.0])
     assert y.grad_fn is None and not y.requires_grad
@@ -295,6 +317,38 @@ def test_astype_between_floats_is_differentiable():
     assert y.dtype == "float64"
     y.sum().backward()
     assert x.grad.dtype == "float32" and x.grad.numpy().tolist() == [3.0, 3.0]
+
+
+class ScaleFirst(Function):
+    """3a, ignoring b: its backward gives None for b, as a PyTorch Function may."""
+
+    def forward(self, a, b):
+        return a * 3.0
+
+    def backward(self, grad):
+        return grad * 3.0, None
+
+
+class TorchScaleFirst(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b):  # noqa: ARG004 - b is ignored on purpose
+        return a * 3.0
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ARG004
+        return grad * 3.0, None
+
+
+def test_a_none_gradient_for_an_input_that_requires_grad_leaves_its_grad_none_as_in_torch():
+    a, b = tl.tensor([1.0, 2.0], requires_grad=True), tl.tensor([5.0, 6.0], requires_grad=True)
+    (ScaleFirst.apply(a, b) * b).sum().backward()
+    a_t, b_t = torch.tensor([1.0, 2.0], requires_grad=True), torch.tensor([5.0, 6.0], requires_grad=True)
+    (TorchScaleFirst.apply(a_t, b_t) * b_t).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), a_t.grad.numpy())
+    np.testing.assert_allclose(b.grad.numpy(), b_t.grad.numpy())  # only through the product
+    c = tl.tensor([1.0, 2.0], requires_grad=True)
+    ScaleFirst.apply(a, c).sum().backward()
+    assert c.grad is None
 
 
 # -- gradcheck, the teaching tool ---------------------------------------------------------------

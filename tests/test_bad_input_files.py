@@ -22,6 +22,7 @@ from tinyllm.errors import CheckpointError, ConfigError, TinyLLMError, Tokenizer
 from tinyllm.io import Checkpoint, load_checkpoint, save_checkpoint
 from tinyllm.io.gguf import check_gguf_layout, read_gguf
 from tinyllm.io.safetensors import dumps, load_file, loads
+from tinyllm.io.untrusted import json_depth, read_regular_file
 from tinyllm.tokenizers import Tokenizer
 
 FILES = {"fuzz": settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])}
@@ -601,3 +602,17 @@ def test_crafted_tokenizer_file(tmp_path, case):
 def test_tokenizer_paths_that_are_not_files(tmp_path, make, named):
     path = make(tmp_path)
     expect_typed_error(lambda: Tokenizer.load(path), TokenizerError, named)
+
+
+def test_json_depth_counts_the_nesting_of_lists_and_dicts():
+    values = [3, "x", [], {}, [1, [2]], {"a": [{"b": {}}]}, [[], [[[]]]]]
+    assert [json_depth(v) for v in values] == [0, 0, 1, 1, 2, 4, 4]
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="needs Linux's /proc")
+def test_a_file_holding_more_bytes_than_its_size_says_is_refused():
+    # /proc files are regular files of size 0 that hold text: a read of the size alone is empty
+    with open("/proc/self/status", "rb") as f:
+        assert os.fstat(f.fileno()).st_size == 0 and f.read()
+    with pytest.raises(CheckpointError, match="changed size while being read"):
+        read_regular_file("/proc/self/status", CheckpointError)

@@ -73,6 +73,9 @@ def test_broadcast_mismatch_names_both_shapes(op, shapes):
 def test_where_and_masked_fill_with_a_misfit_mask_name_both_shapes():
     with pytest.raises(tl.ShapeError, match=re.escape("(3,)")):
         tl.where(tl.ones(3) > 0, tl.ones(2), tl.ones(2))
+    # the message names the condition's shape first, then the operand's, in the order of the call
+    with pytest.raises(tl.ShapeError, match=re.escape("shapes (3,) and (2,) cannot be broadcast")):
+        tl.where(tl.ones(3) > 0, tl.ones(1), tl.ones(2))
     with pytest.raises(tl.ShapeError, match=re.escape("(2, 4)")):
         F.masked_fill(tl.ones(2, 4), tl.ones(3) > 0, 0.0)
 

@@ -123,3 +123,13 @@ def test_fused_adamw_leaves_the_callers_array_alone():
     AdamW([param], lr=0.1).step()
     assert (array == 1).all()
     assert (param.numpy() < 1).all()
+    # a parameter that shares the caller's memory (from_numpy, and a tensor detached from it):
+    # the in-place kernel writes into an array of the parameter's own, as the array code would
+    shared = np.ones(3, np.float32)
+    param = tl.from_numpy(shared).requires_grad_()
+    detached = param.detach()
+    assert np.shares_memory(param.array, shared) and np.shares_memory(detached.array, shared)
+    param.grad = tl.tensor(np.ones(3, np.float32))
+    AdamW([param], lr=0.1).step()
+    assert (shared == 1).all() and (detached.numpy() == 1).all()
+    assert (param.numpy() < 1).all()

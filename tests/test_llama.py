@@ -225,6 +225,16 @@ def test_rotate_gradient_matches_finite_differences():
     assert tl.gradcheck(lambda t: Rotate.apply(t, cos64, sin64), [x])
 
 
+def test_the_rotated_tables_reach_the_last_position_and_refuse_one_more():
+    rope = RotaryEmbedding(8, 12, base=100.0)
+    cos, sin = rope.tables(9, 3)  # positions 9, 10, 11: the last three of 12
+    angles = np.arange(9, 12)[:, None] * 100.0 ** (-np.arange(0, 8, 2) / 8)[None, :]
+    np.testing.assert_allclose(cos.numpy(), np.cos(angles), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sin.numpy(), np.sin(angles), rtol=1e-5, atol=1e-6)
+    with pytest.raises(tl.ShapeError, match="12 positions"):
+        rope.tables(9, 4)
+
+
 @given(st.integers(0, 40), st.integers(0, 40))
 def test_rotated_dot_products_depend_on_relative_position_only(p, s):
     rope = RotaryEmbedding(16, 100, base=1000.0)

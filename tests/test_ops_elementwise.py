@@ -72,6 +72,28 @@ def where_cases(draw):
 test_where = op_test(tl.where, torch.where, where_cases())
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_where_with_python_numbers_matches_torch_in_values_and_dtype(device):
+    mask = np.array([True, False, True])
+    ints = np.array([1, 2, 3])
+    cases = [  # (a, b): two numbers, a float and an integer tensor, an integer tensor and an int
+        (2.5, -1.0),
+        (2.5, ints),
+        (ints, 7),
+        (-4, ints),
+    ]
+    for a, b in cases:
+        ours = tl.where(
+            tl.tensor(mask, device=device),
+            *[tl.tensor(v, device=device) if isinstance(v, np.ndarray) else v for v in (a, b)],
+        )
+        theirs = torch.where(
+            torch.from_numpy(mask), *[torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in (a, b)]
+        )
+        assert str(ours.dtype) == str(theirs.dtype).removeprefix("torch."), (a, b)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 @st.composite
 def clip_cases(draw):
     low = draw(st.none() | st.integers(-10, 0).map(lambda k: k * s.GRID_STEP))

@@ -57,6 +57,17 @@ def test_adamw_matches_torch_with_groups_and_a_changing_lr():
     assert_same(ours, theirs)
 
 
+def test_adamw_keeps_its_own_betas_when_given_a_list_the_caller_changes_later():
+    ours, theirs = make_pair()
+    betas = [0.9, 0.99]
+    opt = AdamW(ours, lr=1e-2, betas=betas)
+    betas[0] = 0.0  # after construction: must not reach the optimizer
+    topt = torch.optim.AdamW(theirs, lr=1e-2, betas=(0.9, 0.99))
+    run_steps(ours, theirs, opt, topt, 5)
+    assert_same(ours, theirs)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.99)
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_with_momentum_matches_torch(nesterov):
     ours, theirs = make_pair()

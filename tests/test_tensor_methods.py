@@ -40,3 +40,13 @@ def test_tensor_method_matches_the_torch_method(name):
     out.backward(tl.tensor(cotangent))
     out_t.backward(torch.from_numpy(cotangent))
     np.testing.assert_allclose(x.grad.numpy(), x_t.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int64", "bool"])
+def test_element_size_and_new_empty_match_the_torch_methods(dtype):
+    x, x_t = tl.zeros(2, 3, dtype=dtype), torch.zeros(2, 3, dtype=getattr(torch, dtype))
+    assert x.element_size() == x_t.element_size()
+    for size in [(4, 5), ((4, 5),)]:
+        empty, empty_t = x.new_empty(*size), x_t.new_empty(*size)
+        assert tuple(empty.shape) == tuple(empty_t.shape)
+        assert str(empty.dtype) == str(empty_t.dtype).removeprefix("torch.")

@@ -1,6 +1,8 @@
 """tinyllm.optim against torch.optim: SGD, Adam and AdamW with PyTorch's signatures and param
 groups, the lr_scheduler classes, state dicts of both, and hyper-parameter validation."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -150,6 +152,20 @@ def test_scheduler_learning_rates_match_torch(kind):
         topt.step()
         scheduler.step()
         torch_scheduler.step()
+
+
+def test_schedulers_stepped_to_an_epoch_take_the_closed_form_of_torch():
+    ours, theirs = make_pair()
+    opt = optim.SGD(groups_of(ours, {"lr": 0.3}), lr=0.1)
+    topt = torch.optim.SGD(groups_of(theirs, {"lr": 0.3}), lr=0.1)
+    for kind in ["step", "cosine", "linear"]:
+        scheduler, torch_scheduler = _schedulers(tl, opt)[kind](), _schedulers(torch, topt)[kind]()
+        for epoch in [3, 7, 2, 9]:
+            scheduler.step(epoch)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch deprecates the epoch argument
+                torch_scheduler.step(epoch)
+            assert scheduler.get_last_lr() == pytest.approx(torch_scheduler.get_last_lr(), rel=1e-12), (kind, epoch)
 
 
 def test_scheduler_state_dict_resumes_the_schedule():
