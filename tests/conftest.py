@@ -5,9 +5,17 @@
   default (the whole suite fits in minutes on 2 cores), more where a test is cheap
   (`settings(max_examples=strategies.examples(n))` on the test);
 - `thorough`: random examples, ten times as many, for a local deep check.
+
+The tests run Numba's parallel kernels on the workqueue threading layer, the one the trainer and
+the CLI choose (`tinyllm.kernels.tune_for_training`), unless NUMBA_THREADING_LAYER says
+otherwise. Left to itself Numba prefers TBB wherever the `tbb` package is installed (`mkl`
+brings it), and TBB, which is not fork-safe, left the test process hanging at exit after the
+suite's forked and threaded tests. tests/test_threading.py checks the layers in clean processes.
 """
 
 import os
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 from hypothesis import HealthCheck, settings
 

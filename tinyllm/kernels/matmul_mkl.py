@@ -17,6 +17,11 @@ MKL is loaded on the first product, not on import. It runs on Intel's OpenMP run
 threads are told to sleep as soon as a product ends (`kmp_set_blocktime(0)`), because spinning
 OpenMP threads slow the Numba kernels that run between two products. `threadpoolctl` (and so
 the benchmarks' `--threads`) sets its thread count like OpenBLAS's.
+
+The `mkl` wheel also installs Intel's TBB, which Numba then prefers as the threading layer of
+its parallel kernels. TBB is not fork-safe; `tinyllm.kernels.tune_for_training()` (called by
+the trainer and the CLI) picks Numba's workqueue layer instead, and NUMBA_THREADING_LAYER
+chooses explicitly in any program.
 """
 
 from __future__ import annotations
