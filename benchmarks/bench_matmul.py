@@ -180,6 +180,7 @@ def main() -> None:
     ax.set_ylabel("GFLOP/s (median; higher is better)")
     ax.set_title(f"matmul {args.dtype}, {args.threads} threads, each library in its own process")
     ax.legend(fontsize=8)
+    fig.tight_layout()  # the rotated shape names inside the figure, above the load footnote
     save_plot(fig, "bench_matmul")
 
 

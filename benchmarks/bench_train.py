@@ -7,8 +7,8 @@ batch 12, vocab 65, dropout 0) at block 64 (the preset) and 256: forward + cross
 backward + AdamW step, ms/iteration and tokens/s, on random tokens (timing does not depend on the
 text). Each implementation runs in its own process, the processes taken in turn (A B C A B C ...,
 `--rounds` times, `--iters` timed steps each after a warm-up): tinyllm once per attention kernel
-(the array-level reference and the fused Numba kernel; "auto" picks the reference at block 64 and
-the fused kernel at 256), and the PyTorch twin (tests/torch_gpt.py) with the same config, the same
+(the array-level reference and the fused Numba kernel, which "auto" picks at both blocks), and
+the PyTorch twin (tests/torch_gpt.py) with the same config, the same
 weights and the same AdamW. The twin's process first checks its logits against tinyllm's.
 
 Part 2, generation: tokens/s sampling 256 new tokens from a 1-token prompt, with and without the
@@ -319,7 +319,8 @@ def plot(tables: dict[int, list[list]], gen_rows: list[list]) -> None:
         for position, row in zip(positions, rows):
             ax.text(row[1], position - 0.2, f" {row[5]:.2f}x torch", va="center", fontsize=8)
         ax.set_yticks(positions, names, fontsize=8)
-        ax.legend(loc="lower right")
+        ax.set_xlim(0, 1.25 * max(row[1] for row in rows))  # room for the ratio labels
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
         ax.set_xlabel("ms per training iteration (lower is better)")
         ax.set_title(f"GPT preset, block {block}, batch {BATCH}")
         ax.invert_yaxis()

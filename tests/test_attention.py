@@ -173,8 +173,10 @@ def test_strict_device_runs_the_reference_and_matches_the_cpu():
 def test_auto_picks_the_fused_kernel_for_large_scores_and_the_reference_for_small_ones():
     small = np.zeros((1, 2, 1, 300), dtype=np.float32)  # KV-cache decoding: Tq = 1
     large = np.zeros((1, 2, 600, 8), dtype=np.float32)  # 2 * 600 * 600 scores
+    preset = np.zeros((12, 4, 64, 32), dtype=np.float32)  # the GPT preset's training batch
     assert kernels.choose("attention", small, small) is attention_reference
     assert kernels.choose("attention", large, large) is attention_cpu
+    assert kernels.choose("attention", preset, preset) is attention_cpu
 
 
 def test_use_selects_a_kernel_and_restores_the_previous_choice():
