@@ -203,9 +203,9 @@ def profile_decode_step(model, ids) -> None:
 def run_worker(engine: str, args) -> None:
     """Check one engine, then time it in this process and report its samples."""
     from tinyllm.hub import download
-    from tinyllm.kernels import tune_for_training
+    from tinyllm.kernels import tune_for_inference
 
-    tune_for_training()  # what the CLI does: the allocator policy and sleeping Numba threads
+    tune_for_inference()  # what the CLI's sample and chat do: the allocator policy, fast-waking Numba threads
     if engine == MKL_ENGINE:
         from tinyllm.kernels import matmul_mkl
 

@@ -47,6 +47,23 @@ def test_the_kernel_matches_the_reference_and_ggufs_dequantization(kind, rows, n
     np.testing.assert_allclose(qmatmul_cpu.linear(x, blocks), want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_1"])
+def test_the_kernel_reads_every_byte_value_and_a_second_tile(kind):
+    # 130 output rows: two full tiles of 64 and a partial third; every one of the 256 byte values
+    # in each row (Q4_1's float trick splits a byte into its nibbles without integer operations)
+    rng = np.random.default_rng(1)
+    n_out, n_in = 130, 512
+    size = n_in if kind == "Q8_0" else n_in // 2
+    values = np.array([rng.permutation(np.resize(np.arange(256), size)) for _ in range(n_out)], dtype=np.uint8)
+    scales = rng.uniform(0.5, 2.0, (n_out, n_in // 32)).astype(np.float32)
+    mins = None if kind == "Q8_0" else rng.uniform(-1.0, 1.0, (n_out, n_in // 32)).astype(np.float32)
+    weight = QuantizedWeight(kind, scales, mins, values.view(np.int8) if kind == "Q8_0" else values)
+    x = rng.standard_normal((3, n_in)).astype(np.float32)
+    want = x.astype(np.float64) @ qmatmul_reference.dequantize(weight).T.astype(np.float64)
+    np.testing.assert_allclose(qmatmul_cpu.linear(x, weight), want, rtol=1e-5, atol=1e-3)
+    assert qmatmul_cpu.tiled(weight) is qmatmul_cpu.tiled(weight)  # the tile-order copy is made once
+
+
 def test_rows_and_stack_keep_each_rows_blocks():
     weight = np.random.default_rng(0).standard_normal((6, 64)).astype(np.float32)
     blocks, dense = quantized("Q4_1", weight)

@@ -1,6 +1,7 @@
 """Importing tinyllm changes nothing process-wide; `tune_for_training()` (which the trainer and the
-CLI call) puts Numba's parallel kernels on the workqueue threading layer unless told otherwise,
-and asks glibc's malloc to keep freed memory."""
+CLI's training commands call) puts Numba's parallel kernels on the workqueue threading layer
+unless told otherwise, `tune_for_inference()` (the CLI's other commands) on OpenMP's where Numba
+has it, and both ask glibc's malloc to keep freed memory."""
 
 import ast
 import os
@@ -16,7 +17,7 @@ LAUNCH = """
 import numba
 import tinyllm as tl
 import tinyllm.nn.functional as F
-from tinyllm.kernels import tune_for_training, use
+from tinyllm.kernels import tune_for_inference, tune_for_training, use
 {before}
 q = tl.randn(1, 2, 80, 16)
 with use(attention="numba"):
@@ -42,6 +43,35 @@ def test_tune_for_training_picks_the_sleeping_workqueue_threads():
 
 def test_an_explicit_numba_threading_layer_wins():
     assert run(LAUNCH.format(before="tune_for_training()"), {"NUMBA_THREADING_LAYER": "omp"}) == "omp"
+    assert run(LAUNCH.format(before="tune_for_inference()"), {"NUMBA_THREADING_LAYER": "workqueue"}) == "workqueue"
+
+
+def _numba_has_openmp() -> bool:
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_tune_for_inference_picks_openmps_fast_waking_threads():
+    expected = "omp" if _numba_has_openmp() else "workqueue"
+    assert run(LAUNCH.format(before="tune_for_inference()"), {}) == expected
+
+
+CLI_TUNING = """
+import argparse, numba
+from tinyllm.cli import main as cli
+args = argparse.Namespace(command="{command}", func=lambda args: 0)  # the command, without its work
+cli.build_parser = lambda command: argparse.Namespace(parse_args=lambda argv: args)
+cli.main(["{command}"])
+print(numba.config.THREADING_LAYER)
+"""
+
+
+def test_the_cli_tunes_training_and_inference_commands_apart():
+    assert run(CLI_TUNING.format(command="train"), {}) == "workqueue"
+    assert run(CLI_TUNING.format(command="sample"), {}) == "default"  # the first of omp, workqueue that loads
 
 
 def test_the_backend_layer_does_not_import_numba():

@@ -83,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command_of(argv)).parse_args(argv)
     try:
-        from tinyllm.kernels import tune_for_training  # reads $TINYLLM_KERNELS, which may be wrong
+        from tinyllm import kernels  # reads $TINYLLM_KERNELS, which may be wrong
 
-        tune_for_training()  # the process is ours: a faster allocator policy and sleeping kernel threads
+        # the process is ours: a faster allocator policy, and the kernel threads that suit the work
+        if args.command in ("train", "finetune", "pretrain-mlm"):
+            kernels.tune_for_training()
+        else:
+            kernels.tune_for_inference()
         return int(args.func(args) or 0)
     except TinyLLMError as error:
         print(f"tinyllm {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)

@@ -31,6 +31,6 @@ context manager. numba.cuda is imported only when a CUDA kernel runs.
 """
 
 from tinyllm.kernels.registry import FAMILIES, choose, selected, use
-from tinyllm.kernels.runtime import tune_for_training
+from tinyllm.kernels.runtime import tune_for_inference, tune_for_training
 
-__all__ = ["FAMILIES", "choose", "selected", "tune_for_training", "use"]
+__all__ = ["FAMILIES", "choose", "selected", "tune_for_inference", "tune_for_training", "use"]

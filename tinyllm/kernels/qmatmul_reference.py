@@ -17,7 +17,7 @@ Only inference: `linear(x, weight)` returns x @ W.T and there is no backward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tinyllm.backend import np
 from tinyllm.errors import ShapeError, UnsupportedError
@@ -34,6 +34,7 @@ class QuantizedWeight:
     scales: np.ndarray  # (out, in / 32) float32
     mins: np.ndarray | None  # (out, in / 32) float32 for Q4_1, None for Q8_0
     values: np.ndarray  # (out, in) int8 for Q8_0, (out, in / 2) uint8 (two 4-bit values a byte) for Q4_1
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # a kernel's own layouts of it
 
     @property
     def shape(self) -> tuple[int, int]:
