@@ -12,9 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyllm as tl
+import tinyllm.nn.functional as F
+from tinyllm import kernels
 from tinyllm.backend import get_backend
 from tinyllm.errors import GraphError, ShapeError
-from tinyllm.nn.attention import CausalSelfAttention, KVCache, LayerKVCache, attend_all, causal_mask_with_offset
+from tinyllm.nn.attention import CausalSelfAttention, KVCache, LayerKVCache, causal_mask_with_offset
 from tinyllm.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from tinyllm.nn.transformer import MLP, Block
 
@@ -115,13 +117,22 @@ def test_causal_mask_with_offset_lets_each_new_query_see_its_past():
     np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
 
 
-def test_attend_all_equals_unmasked_attention():
+@pytest.mark.parametrize("rows, causal", [(1, False), (3, False), (3, True), (17, True)])
+def test_a_decoding_steps_attention_without_a_graph_equals_torch(rows, causal):
+    # few query rows under no_grad run the fused kernel's one-task-per-head forward (17: the blocked one)
     rng = np.random.default_rng(7)
     q, k, v = (
-        tl.tensor(rng.standard_normal(shape).astype(np.float32)) for shape in [(2, 3, 1, 8), (2, 3, 9, 8), (2, 3, 9, 8)]
+        tl.tensor(rng.standard_normal(shape).astype(np.float32))
+        for shape in [(2, 3, rows, 8), (2, 3, 19, 8), (2, 3, 19, 8)]
     )
-    expected = torch.nn.functional.scaled_dot_product_attention(*(torch.from_numpy(t.numpy()) for t in (q, k, v)))
-    np.testing.assert_allclose(attend_all(q, k, v).numpy(), expected.numpy(), atol=1e-6)
+    with tl.no_grad():
+        ours = F.scaled_dot_product_attention(q, k, v, is_causal=causal).numpy()
+    theirs = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.from_numpy(t.numpy()) for t in (q, k, v)), is_causal=causal
+    )
+    np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-6)
+    expected = "numba" if rows <= 16 else "reference"  # 2 x 3 x 17 x 19 scores: few, and too many rows
+    assert kernels.choose("attention", q.array, k.array, inference=True) is kernels.FAMILIES["attention"][expected]
 
 
 # -- attention, MLP, block --------------------------------------------------------------------

@@ -37,6 +37,7 @@ from tinyllm.backend import np
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
 BLOCK = 64
+FEW_ROWS = 16  # query rows up to which `forward` runs `_forward_rows` (a decoding step: 1 row a head)
 # no "ninf": masked scores are -inf and must compare as such
 _FAST = {"nnan", "nsz", "contract", "reassoc", "arcp"}
 _LN2_HI = 0.693145751953125  # ln 2 with the low mantissa bits zero, so k * _LN2_HI is exact
@@ -229,6 +230,56 @@ def _backward(
                     dv[bh, kb, j, d] = dv_acc[j, d]
 
 
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _forward_rows(q, k, v, scale, bias, has_bias, causal, consts, int_like, out, lse):
+    """out (B, H, Tq, D) and lse (B*H, Tq) for few query rows: all keys of a head in one block.
+
+    One task per (batch, head): scores by plain loops (no BLAS call, whose threads and blocking
+    cost more than these products), masked, exponentiated and summed as in `_forward`.
+    """
+    n_batch, n_head, t_q, depth = q.shape
+    t_k = k.shape[2]
+    for bh in prange(n_batch * n_head):
+        b, h = bh // n_head, bh % n_head
+        s = np.empty((t_q, t_k), dtype=q.dtype)
+        for r in range(t_q):
+            for j in range(t_k):
+                total = consts[ZERO]
+                for d in range(depth):
+                    total += q[b, h, r, d] * k[b, h, j, d]
+                s[r, j] = total
+        _mask_scores(s, scale, bias, has_bias, b, h, 0, 0, t_q, t_k, causal)
+        row_max = np.full(t_q, -np.inf, dtype=q.dtype)
+        shift = np.empty(t_q, dtype=q.dtype)
+        _running_max(s, row_max, row_max, shift)
+        powers = np.empty(t_k, dtype=q.dtype)
+        _exp_rows(s, shift, consts, powers.view(int_like.dtype), powers)
+        acc = np.empty(depth, dtype=q.dtype)
+        for r in range(t_q):
+            acc[:] = consts[ZERO]
+            row_sum = consts[ZERO]
+            for j in range(t_k):
+                p = s[r, j]
+                row_sum += p
+                for d in range(depth):
+                    acc[d] += p * v[b, h, j, d]
+            if row_sum > 0:
+                for d in range(depth):
+                    out[b, h, r, d] = acc[d] / row_sum
+                lse[bh, r] = row_max[r] + math.log(row_sum)
+            else:  # every key masked
+                for d in range(depth):
+                    out[b, h, r, d] = consts[ZERO]
+                lse[bh, r] = np.inf
+
+
+# The same loops on the calling thread (prange runs as range): a decoding step's few heads take
+# less time than waking Numba's threads, and threads left spinning after a parallel kernel slow
+# the BLAS products that follow it (float32 SmolLM2 decoding: 270 ms a token instead of 55).
+_forward_rows_serial = njit(cache=True, fastmath=_FAST)(_forward_rows.py_func)
+SERIAL_WORK = 2**21  # multiply-adds (B * H * Tq * Tk * D) up to which `_forward_rows_serial` runs
+
+
 _BLAS_CONTROLLER = []
 
 
@@ -288,6 +339,27 @@ def forward(q, k, v, bias, causal: bool, scale: float):
     Tq) that backward needs; see attention_reference for the semantics."""
     dtype = np.dtype(q.dtype)
     t_q, t_k = q.shape[2], k.shape[2]
+    if t_q <= FEW_ROWS:  # decoding: no blocks, no BLAS (lse's layout is the blocked one's, Tq <= BLOCK)
+        out = np.empty(q.shape, dtype=dtype)
+        lse = np.empty((q.shape[0] * q.shape[1], t_q), dtype=dtype)
+        bias_array = _bias_blocks(bias, t_k, dtype)
+        q, k, v = (x if x.dtype == dtype else x.astype(dtype) for x in (q, k, v))
+        work = q.size * t_k  # B * H * Tq * D * Tk multiply-adds for the scores, as many for P V
+        kernel = _forward_rows_serial if work <= SERIAL_WORK else _forward_rows
+        kernel(
+            q,
+            k,
+            v,
+            dtype.type(scale),
+            bias_array,
+            bias is not None,
+            bool(causal),
+            _constants(dtype),
+            _int_like(dtype),
+            out,
+            lse,
+        )
+        return out, (q, k, v, bias, causal, scale, out, lse)
     qb = _blocked(q, _block_size(t_q), dtype)
     kb = _blocked(k, _block_size(t_k), dtype)
     vb = _blocked(v, _block_size(t_k), dtype)

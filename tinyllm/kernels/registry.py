@@ -18,9 +18,12 @@ The environment variable TINYLLM_KERNELS sets choices at start-up, as `use` woul
 "auto" picks, per call, the fastest module that supports the arrays:
 - attention: the fused Numba kernel for NumPy float32/float64 arrays whose (B, H, Tq, Tk) scores
   would have more than SMALL_SCORES elements (below that the reference is faster: it allocates
-  little, and the fused kernel's fixed cost, mostly waking Numba's threads, dominates; e.g.
-  KV-cache decoding with Tq = 1), the numba.cuda kernel for CuPy float32/float64 arrays with head
-  dimension <= 128, and the reference otherwise (e.g. the "strict" device, float16);
+  little, and the fused kernel's fixed cost, mostly its blocking and its backward's BLAS calls,
+  dominates), or that have at most attention_cpu.FEW_ROWS query rows when no backward will run
+  (`choose(..., inference=True)`: a KV-cache decoding step, whose forward the kernel runs in one
+  task per head, 2.5x faster than the reference); the numba.cuda kernel for CuPy float32/float64
+  arrays with head dimension <= 128, and the reference otherwise (e.g. the "strict" device,
+  float16);
 - matmul: BLAS (NumPy's) everywhere, because it beats our Numba and CUDA matmuls on every shape
   that benchmarks/bench_matmul.py measures; MKL (matmul_mkl), faster still on the CPU, is an
   optional package and runs only when forced: `use(matmul="mkl")`;
@@ -142,21 +145,22 @@ def selected(family: str) -> str:
     return _selected[family]
 
 
-def choose(family: str, *arrays):
+def choose(family: str, *arrays, inference: bool = False):
     """Return the module of `family` that runs on these arrays: the forced one, or auto's pick.
 
     For attention, arrays are (q, k); for matmul (a, b); for norm_act the op's inputs; for
     cross_entropy the logits; for qmatmul the input; for adamw (param, grad, exp_avg, exp_avg_sq).
+    `inference=True` says that no backward will run (auto may then pick a kernel by its forward).
     """
     name = _selected[family]
     if name == "auto":
-        name = _auto(family, arrays)
+        name = _auto(family, arrays, inference)
     else:
         _check_forced(family, name, arrays[0])
     return FAMILIES[family][name]
 
 
-def _auto(family: str, arrays) -> str:
+def _auto(family: str, arrays, inference: bool = False) -> str:
     if family == "matmul":
         return "blas"
     first = arrays[0]
@@ -181,7 +185,8 @@ def _auto(family: str, arrays) -> str:
     if dtype in attention_cpu.DTYPES and backend.name == "cpu":
         q, k = arrays
         n_scores = q.size // q.shape[-1] * k.shape[-2]  # B * H * Tq * Tk
-        return "numba" if n_scores > SMALL_SCORES else "reference"
+        decoding = inference and q.shape[-2] <= attention_cpu.FEW_ROWS
+        return "numba" if n_scores > SMALL_SCORES or decoding else "reference"
     if dtype in attention_cuda.DTYPES and backend.name == "cuda" and first.shape[-1] <= attention_cuda.MAX_DEPTH:
         return "cuda"
     return "reference"

@@ -21,7 +21,6 @@ also keep the file's Q4_1/Q8_0 blocks, which decoding steps multiply directly (n
 # ruff: noqa: N803, N806 - B, T, C, H, D: the field's names for tensor sizes (the house convention for model code)
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from tinyllm.autograd.function import Function
@@ -30,7 +29,6 @@ from tinyllm.backend import np
 from tinyllm.config import MAX_CONTEXT, MAX_FFN, MAX_LAYERS, MAX_VOCAB_SIZE, MAX_WIDTH, JSONConfig, config_checks
 from tinyllm.errors import ConfigError, DTypeError, ShapeError
 from tinyllm.models.generation import GenerationMixin
-from tinyllm.nn import functional as F
 from tinyllm.nn.attention import DotProductAttention, KVCache, LayerKVCache, padded_causal_mask
 from tinyllm.nn.layers import Embedding, Linear, RMSNorm
 from tinyllm.nn.module import Module, ModuleList
@@ -109,8 +107,8 @@ class GroupedQueryAttention(Module):
         if cache is not None and cache.padding is not None:
             mask = padded_causal_mask(x._backend, cache.padding, T, T_total, G)  # (B, 1, G*T, T_total)
             y = self.attend(q, k, v, mask)  # (B, H_kv, G*T, D)
-        elif T == 1:
-            y = _attend_all(q, k, v)  # (B, H_kv, G, D)
+        elif T == 1:  # the new token's G queries see every key
+            y = self.attend(q, k, v)  # (B, H_kv, G, D)
         else:
             mask = _grouped_causal_mask(x._backend, G, T, T_total)  # (G*T, T_total)
             y = self.attend(q, k, v, mask)  # (B, H_kv, G*T, D)
@@ -119,16 +117,6 @@ class GroupedQueryAttention(Module):
 
     def extra_repr(self) -> str:
         return f"n_head={self.n_head}, n_kv_head={self.n_kv_head}, head_dim={self.head_dim}"
-
-
-def _attend_all(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Return softmax(q k^T / sqrt(D)) v, every query seeing every key: (B, H, Tq, D).
-
-    Decoding one token gives a few query rows; for those the fused attention kernel's blocking
-    (and thread start-up) costs more than the small (Tq, Tk) score matrix it avoids.
-    """
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, Tk)
-    return F.softmax(scores, axis=-1) @ v  # (B, H, Tq, D)
 
 
 def _grouped_causal_mask(backend, groups: int, T_new: int, T_total: int) -> Tensor:

@@ -15,8 +15,6 @@ from its first real token, so every row computes what it would alone.
 
 from __future__ import annotations
 
-import math
-
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.backend import np
 from tinyllm.errors import GraphError, ShapeError
@@ -164,16 +162,6 @@ def padded_causal_mask(backend, padding, T_new: int, T_total: int, groups: int =
     return Tensor._wrap(backend.from_host(allowed), backend, False, None)
 
 
-def attend_all(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Return softmax(q k^T / sqrt(D)) v with every query seeing every key: (B, H, Tq, D).
-
-    For decoding (Tq = 1 new token against the cache) the plain product is cheapest: the fused
-    attention kernel's blocking and thread start-up cost more than the (1, Tk) scores it avoids.
-    """
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, Tq, Tk)
-    return F.softmax(scores, axis=-1) @ v  # (B, H, Tq, D)
-
-
 class DotProductAttention(Module):
     """`F.scaled_dot_product_attention` as a Module without parameters, so that the queries, keys,
     values and mask that reach the attention kernel can be seen (and changed) by forward hooks:
@@ -219,7 +207,7 @@ class CausalSelfAttention(Module):
                 mask = padded_causal_mask(x._backend, cache.padding, T, T_total)  # (B, 1, T, T_total)
                 y = self.attend(q, k, v, mask)  # (B, H, T, D)
             elif T == 1:  # the one new token may see every held position
-                y = attend_all(q, k, v)  # (B, H, 1, D)
+                y = self.attend(q, k, v)  # (B, H, 1, D)
             else:
                 mask = causal_mask_with_offset(x._backend, T, T_total)  # (T, T_total)
                 y = self.attend(q, k, v, mask)  # (B, H, T, D)

@@ -8,9 +8,9 @@
 - a query row whose every key is masked gives zeros (and zero gradients), never NaN.
 
 Which kernel runs is chosen by `tinyllm.kernels` (see kernels/registry.py): on the CPU the fused
-Numba kernel (never materializes the (Tq, Tk) scores) unless the scores are small, on CuPy the
-numba.cuda kernel, and the plain reference in kernels/attention_reference.py elsewhere and for
-small scores; `tinyllm.kernels.use(attention=...)` forces one.
+Numba kernel (never materializes the (Tq, Tk) scores) unless the scores are small and a backward
+will run, on CuPy the numba.cuda kernel, and the plain reference in kernels/attention_reference.py
+elsewhere and for small scores; `tinyllm.kernels.use(attention=...)` forces one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tinyllm.validate import check_token_ids
 
 class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, bias=None, causal=False, scale=1.0, save=True):
-        self.kernel = choose("attention", q, k)
+        self.kernel = choose("attention", q, k, inference=not save)
         out, saved = self.kernel.forward(q, k, v, bias, causal, scale)
         if save:  # without a graph, nothing is kept (the reference's saved holds the T x T probabilities)
             self.saved = saved
