@@ -343,7 +343,8 @@ def forward(q, k, v, bias, causal: bool, scale: float):
         out = np.empty(q.shape, dtype=dtype)
         lse = np.empty((q.shape[0] * q.shape[1], t_q), dtype=dtype)
         bias_array = _bias_blocks(bias, t_k, dtype)
-        q, k, v = (x if x.dtype == dtype else x.astype(dtype) for x in (q, k, v))
+        # contiguous copies: a KV cache's keys are a strided view, on which the loops ran 3.5x slower
+        q, k, v = (np.ascontiguousarray(x, dtype=dtype) for x in (q, k, v))
         work = q.size * t_k  # B * H * Tq * D * Tk multiply-adds for the scores, as many for P V
         kernel = _forward_rows_serial if work <= SERIAL_WORK else _forward_rows
         kernel(
