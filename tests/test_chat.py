@@ -22,6 +22,14 @@ def use_loaded_model(monkeypatch, smollm2):
     monkeypatch.setattr(chat_cli, "load_pretrained", lambda name, device=None: smollm2)
 
 
+def test_the_cli_decodes_smollm2_on_the_cpu_from_its_quantized_blocks(smollm2):
+    from tinyllm.nn.quantized import QuantizedLinear
+
+    model, _ = smollm2
+    assert model.head_blocks is not None
+    assert sum(isinstance(m, QuantizedLinear) for m in model.modules()) == 4 * model.config.n_layer
+
+
 def test_session_keeps_the_conversation_and_answers_from_it(smollm2):
     model, tokenizer = smollm2
     session = ChatSession(model, tokenizer, max_new_tokens=12, temperature=0.0)
