@@ -1,6 +1,6 @@
 """Importing tinyllm changes nothing process-wide; `tune_for_training()` (which the trainer and the
-CLI's training commands call) puts Numba's parallel kernels on the workqueue threading layer
-unless told otherwise, `tune_for_inference()` (the CLI's other commands) on OpenMP's where Numba
+CLI's other commands call) puts Numba's parallel kernels on the workqueue threading layer
+unless told otherwise, `tune_for_inference()` (`tinyllm sample` and `chat`) on OpenMP's where Numba
 has it, and both ask glibc's malloc to keep freed memory."""
 
 import ast
@@ -71,7 +71,9 @@ print(numba.config.THREADING_LAYER)
 
 def test_the_cli_tunes_training_and_inference_commands_apart():
     assert run(CLI_TUNING.format(command="train"), {}) == "workqueue"
+    assert run(CLI_TUNING.format(command="embed"), {}) == "workqueue"  # batches beside BLAS, as training
     assert run(CLI_TUNING.format(command="sample"), {}) == "default"  # the first of omp, workqueue that loads
+    assert run(CLI_TUNING.format(command="chat"), {}) == "default"
 
 
 def test_the_backend_layer_does_not_import_numba():

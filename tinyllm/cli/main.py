@@ -85,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from tinyllm import kernels  # reads $TINYLLM_KERNELS, which may be wrong
 
-        # the process is ours: a faster allocator policy, and the kernel threads that suit the work
-        if args.command in ("train", "finetune", "pretrain-mlm"):
-            kernels.tune_for_training()
-        else:
+        # the process is ours: a faster allocator policy, and the kernel threads that suit the work:
+        # token-by-token decoding wants threads that wake fast, the rest (big BLAS products beside
+        # the parallel kernels) sleeping ones (kernels/runtime.py)
+        if args.command in ("sample", "chat"):
             kernels.tune_for_inference()
+        else:
+            kernels.tune_for_training()
         return int(args.func(args) or 0)
     except TinyLLMError as error:
         print(f"tinyllm {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)
