@@ -17,8 +17,10 @@ A Q4_1 byte holds two weights, lo = q & 15 and hi = q >> 4, and Numba computes `
 small integers in int64, 4 to a vector register. The kernel stays in float32 instead: with
 f = float(q), hi = floor(f / 16) and lo = f - 16 hi, so lo * x_lo + hi * x_hi = f * x_lo +
 hi * (x_hi - 16 x_lo); the second factor is computed once per input. That ran 3.5x faster than
-the integer version and, on a weight larger than the caches, reads blocks about as fast as the
-memory delivers them. Tiles are split over Numba's threads.
+the integer version; on a weight larger than the caches (49152 x 576) it read 13 GB/s of blocks,
+where a float32 matrix-vector product read 15-18 GB/s. f * x_lo and 16 hi * x_lo cancel (f is up
+to 255, lo up to 15), which costs about 4 of float32's 24 bits: the tests hold it to 1e-5
+relative, the model's logits to 1e-2. Tiles are split over Numba's threads.
 
 The reference (qmatmul_reference.py) dequantizes and calls BLAS: that is faster when many rows
 share each weight (a prompt's prefill), which is why only decoding steps use this kernel.
