@@ -68,6 +68,15 @@ def user_files(out: Path) -> dict:
     return files
 
 
+def checkpoint_step(out: Path) -> int:
+    """Return the step of the checkpoint the folder's manifest names (0 before the first)."""
+    try:
+        folder = json.loads((out / "manifest.json").read_text())["folder"]  # step-000012-<hash>
+    except FileNotFoundError:
+        return 0
+    return int(folder.split("-")[1])
+
+
 def final_weights(out: Path) -> dict:
     checkpoint = load_checkpoint(out)
     assert checkpoint.step == STEPS
@@ -85,7 +94,13 @@ def test_training_killed_five_times_resumes_bit_exactly_and_touches_nothing_else
         process = train_process(out, corpus, "--no-progress")
         first_line = process.stderr.readline()
         assert first_line.startswith("training "), first_line + process.communicate()[1]
-        time.sleep(rng.uniform(0.05, 1.5))  # the model is built and steps begin: kill somewhere in them
+        # kill one to three steps into this run, at a random moment of a step (its checkpoint write
+        # included): counted in steps, not seconds, so that a fast machine does not finish first
+        start = checkpoint_step(out)
+        target = start + rng.randint(1, 3)
+        while process.poll() is None and checkpoint_step(out) < target:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.05))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
