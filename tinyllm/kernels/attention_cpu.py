@@ -37,7 +37,7 @@ from tinyllm.backend import np
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
 BLOCK = 64
-FEW_ROWS = 16  # query rows up to which `forward` runs `_forward_rows` (a decoding step: 1 row a head)
+FEW_ROWS = 16  # query rows a head up to which `forward` runs `_forward_rows` (decoding: 1, or G for GQA)
 # no "ninf": masked scores are -inf and must compare as such
 _FAST = {"nnan", "nsz", "contract", "reassoc", "arcp"}
 _LN2_HI = 0.693145751953125  # ln 2 with the low mantissa bits zero, so k * _LN2_HI is exact
