@@ -13,7 +13,8 @@ threads took the cores from OpenBLAS's (85 ms a GPT preset step instead of 49). 
 runs ~120 small quantized products back to back, and there waking the sleeping threads is the
 cost: each product took 3x as long on workqueue as on OpenMP (SmolLM2-135M, one token: 73 ms a
 step instead of 49). Inference over whole batches is like training here: MiniLM's forward on 32
-sentences, fused attention beside BLAS, ran ~20% slower on OpenMP, so `tinyllm embed` tunes for
+sentences, fused attention beside BLAS, took 486-554 ms on OpenMP against 435-498 ms on
+workqueue (two processes each, noisy; 389-427 ms with the reference attention), so `tinyllm embed` tunes for
 training.
 """
 
