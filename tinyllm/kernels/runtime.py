@@ -14,8 +14,8 @@ runs ~120 small quantized products back to back, and there waking the sleeping t
 cost: each product took 3x as long on workqueue as on OpenMP (SmolLM2-135M, one token: 73 ms a
 step instead of 49). Inference over whole batches is like training here: MiniLM's forward on 32
 sentences, fused attention beside BLAS, took 486-554 ms on OpenMP against 435-498 ms on
-workqueue (two processes each, noisy; 389-427 ms with the reference attention), so `tinyllm embed` tunes for
-training.
+workqueue (two processes each, noisy; 389-427 ms with the reference attention), so
+`tinyllm embed` tunes for training.
 """
 
 from __future__ import annotations
