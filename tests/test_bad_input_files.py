@@ -215,6 +215,7 @@ def test_saving_removes_only_what_a_manifest_named(tmp_path):
     first = save_checkpoint(tmp_path, small_checkpoint(1))
     (first / "my-analysis.txt").write_text("kept")  # a user's file inside one of our folders
     (tmp_path / ".manifest.json.abc123.tmp").write_text("left by a crash")
+    (tmp_path / "..pending-checkpoint.json.x_9z.tmp").write_text("left by a crash")
     (tmp_path / ".step-000009-12345678.partial").mkdir()
     (tmp_path / ".step-000009-12345678.partial" / "model.safetensors").write_text("half")
     second = save_checkpoint(tmp_path, small_checkpoint(2))
@@ -223,6 +224,7 @@ def test_saving_removes_only_what_a_manifest_named(tmp_path):
     assert sorted(p.name for p in first.iterdir()) == ["my-analysis.txt"]  # our files gone, the user's kept
     assert not second.exists() and third.exists()
     assert not (tmp_path / ".manifest.json.abc123.tmp").exists()
+    assert not (tmp_path / "..pending-checkpoint.json.x_9z.tmp").exists()
     assert not (tmp_path / ".step-000009-12345678.partial").exists()
     assert load_checkpoint(tmp_path).step == 3
 

@@ -48,7 +48,8 @@ PENDING = ".pending-checkpoint.json"  # the step folders a save is writing, unti
 # what save_checkpoint names: step folders, their staging folders, write_atomic's temporary manifests
 _STEP_FOLDER = re.compile(r"step-\d{6,}-[0-9a-f]{8}")
 _PARTIAL_FOLDER = re.compile(r"\.step-\d{6,}-[0-9a-f]{8}\.partial")
-_MANIFEST_TMP = re.compile(r"\.(manifest|pending-checkpoint)\.json\.[A-Za-z0-9_]{1,16}\.tmp")
+# (write_atomic prefixes a dot to the file's name, so the pending record's begins with two)
+_MANIFEST_TMP = re.compile(r"\.(manifest|\.pending-checkpoint)\.json\.[A-Za-z0-9_]{1,16}\.tmp")
 
 
 @dataclass
