@@ -10,8 +10,8 @@ O(n*k*m) product), so that both operands of every dot product are contiguous row
   tile (16 FMAs for 8 loads) needs 21, and its spills to the stack made it slower on AVX2.
   Two details decide whether the loop vectorizes at all: the accumulators start from a zero of
   the arrays' dtype (a literal 0 is float64 and would turn the float32 sums into float64), and
-  the index is unsigned (a signed one makes Numba emit negative-index wraparound, which LLVM vectorizes as
-  gathers instead of contiguous loads);
+  the index is unsigned (a signed one makes Numba emit negative-index wraparound, which LLVM
+  vectorizes as gathers instead of contiguous loads);
 - cache block: the inner axis is cut into slices of INNER_BLOCK, so the 4 rows of A and 3 of B^T
   that a tile reads stay in L1 while the tile is computed, and a panel of PANEL_ROWS rows of A
   stays in L2 while the kernel sweeps across all of B^T;
