@@ -31,7 +31,7 @@ from tinyllm.kernels.matmul_blas import batched
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
 PANEL_ROWS = 64
-INNER_BLOCK = 1024  # a tile's 7 rows of 4 KB (float32) fit a 32 KB L1; 512 ran 10-20 % slower
+INNER_BLOCK = 1024  # a tile's 7 rows of 4 KB (float32) fit a 32 KB L1; 512 ran 10-30 % slower
 _FAST = {"nsz", "contract", "reassoc", "arcp"}
 
 
