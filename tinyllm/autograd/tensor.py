@@ -95,7 +95,7 @@ class Tensor:
 
     @property
     def T(self) -> Tensor:  # noqa: N802 - PyTorch's name
-        return _ops.permute(self, tuple(reversed(range(self.ndim))))
+        return _ops.shape.permuted(self, tuple(range(self.array.ndim - 1, -1, -1)))
 
     @property
     def mT(self) -> Tensor:  # noqa: N802 - PyTorch's name

@@ -79,11 +79,11 @@ def scalar_like(value, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     backend = like._backend
-    dtype = like.dtype
-    if isinstance(value, float) and dtype not in FLOAT_DTYPES:
-        dtype = "float32"
-    if isinstance(value, (int, float, bool)):
-        return Tensor._wrap(backend.asarray(value, dtype=dtype), backend, False, None)
+    dtype = like.array.dtype
+    if isinstance(value, float) and backend.dtype_name(like.array) not in FLOAT_DTYPES:
+        dtype = backend.dtype("float32")
+    if isinstance(value, (int, float, bool)):  # the native dtype: NumPy parses a name each call
+        return Tensor._wrap(backend.xp.asarray(value, dtype=dtype), backend, False, None)
     return Tensor(value, device=backend.name)
 
 
@@ -91,6 +91,8 @@ def raw_index(index, backend=None):
     """Return an indexing key for raw arrays: Tensors replaced by their arrays, lists by integer
     arrays, and a basic index closed with Ellipsis (the array API, unlike NumPy, wants an index
     to name every axis: `x[0]` of a matrix is written `x[0, ...]`)."""
+    if type(index) is slice or type(index) is int:  # x[1:3], x[0]: the common keys, at once
+        return index, Ellipsis
     parts = tuple([_raw_index_part(part, backend) for part in (index if isinstance(index, tuple) else (index,))])
     for part in parts:
         if part is Ellipsis or hasattr(part, "shape"):

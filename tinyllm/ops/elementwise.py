@@ -24,10 +24,10 @@ def _pair(a, b) -> tuple[Tensor, Tensor]:
                 if (a.array.ndim == 0) != (b.array.ndim == 0) and a.array.dtype != b.array.dtype:
                     return _zero_dim_follows(a, b)
             return a, b
-        if isinstance(b, float) and a.dtype not in FLOAT_DTYPES:
+        if isinstance(b, float) and a._backend.dtype_name(a.array) not in FLOAT_DTYPES:
             a = astype(a, "float32")  # an integer tensor and a Python float meet in float32, as in PyTorch
         return a, scalar_like(b, a)
-    if isinstance(a, float) and b.dtype not in FLOAT_DTYPES:
+    if isinstance(a, float) and b._backend.dtype_name(b.array) not in FLOAT_DTYPES:
         b = astype(b, "float32")
     return scalar_like(a, b), b
 

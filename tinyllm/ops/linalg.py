@@ -113,15 +113,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Return a @ b: (..., n, k) @ (..., k, m) -> (..., n, m), batch axes broadcast; 1-D operands
     are treated as a row (left) or column (right) vector, as in NumPy."""
-    if a.ndim == 0 or b.ndim == 0:
+    a_shape, b_shape = a.array.shape, b.array.shape  # read once: every product of a model calls this
+    if not a_shape or not b_shape:
         raise ShapeError(f"matmul needs tensors of at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    if a.ndim == 1:
-        return squeeze(matmul(unsqueeze(a, 0), b), -2 if b.ndim > 1 else 0)
-    if b.ndim == 1:
+    if len(a_shape) == 1:
+        return squeeze(matmul(unsqueeze(a, 0), b), -2 if len(b_shape) > 1 else 0)
+    if len(b_shape) == 1:
         return squeeze(matmul(a, unsqueeze(b, -1)), -1)
-    if a.shape[-1] != b.shape[-2]:
-        raise ShapeError(f"matmul shapes {a.shape} and {b.shape} do not fit: {a.shape[-1]} != {b.shape[-2]}")
-    for x, y in zip(reversed(a.shape[:-2]), reversed(b.shape[:-2])):
+    if a_shape[-1] != b_shape[-2]:
+        raise ShapeError(f"matmul shapes {a.shape} and {b.shape} do not fit: {a_shape[-1]} != {b_shape[-2]}")
+    for x, y in zip(reversed(a_shape[:-2]), reversed(b_shape[:-2])):
         if x != y and x != 1 and y != 1:
             raise ShapeError(f"matmul batch shapes of {a.shape} and {b.shape} cannot be broadcast together")
     return MatMul.apply(a, b)

@@ -93,8 +93,10 @@ class Triangle(Function):
 
 
 def _has_array(index) -> bool:
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(hasattr(p, "shape") and hasattr(p, "dtype") for p in parts)
+    for part in index if isinstance(index, tuple) else (index,):
+        if hasattr(part, "shape") and hasattr(part, "dtype"):
+            return True
+    return False
 
 
 def _shape_arg(shape: tuple) -> tuple:
@@ -108,15 +110,17 @@ def reshape(a: Tensor, *sizes, shape=None) -> Tensor:
     """Return a with a new shape of the same number of elements (one entry may be -1):
     reshape(a, 2, 3), reshape(a, (2, 3)) or reshape(a, shape=(2, 3))."""
     shape = tuple(map(int, _shape_arg(sizes) if shape is None else shape))
-    size = math.prod(a.array.shape)
+    old = a.array.shape
+    size = math.prod(old)
     if -1 in shape:
         known = -math.prod(shape)  # the product of the other entries
         if shape.count(-1) > 1 or min(shape) < -1 or known == 0 or size % known:
             raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
-        shape = tuple([size // known if n == -1 else n for n in shape])
+        i = shape.index(-1)
+        shape = shape[:i] + (size // known,) + shape[i + 1 :]
     elif math.prod(shape) != size or min(shape, default=0) < 0:
         raise ShapeError(f"cannot reshape a tensor of shape {a.shape} ({size} elements) into {shape}")
-    if shape == tuple(a.array.shape):
+    if shape == old:
         return a
     return _view(Reshape.apply(a, shape=shape), a)
 
@@ -125,23 +129,30 @@ def permute(a: Tensor, *dim_args, dims=None) -> Tensor:
     """Return a with its dims reordered: permute(a, 2, 0, 1), permute(a, (2, 0, 1)) or permute(a, dims=...)."""
     dims = _shape_arg(dim_args) if dims is None else tuple(dims)
     ndim = a.array.ndim
-    if set(map(type, dims)) <= {int} and sorted(dims) == list(range(ndim)):  # the common case
-        return _view(Permute.apply(a, axes=dims), a)
+    if len(dims) == ndim and all(type(d) is int for d in dims) and sorted(dims) == list(range(ndim)):  # the common case
+        return permuted(a, dims)
     axes = tuple(normalize_dim(d, ndim, "permute") for d in dims) if ndim else ()
     if len(dims) != ndim or sorted(axes) != list(range(ndim)):
         raise ShapeError(f"permute dims {dims} are not a permutation of the {a.ndim} dims of shape {a.shape}")
+    return permuted(a, axes)
+
+
+def permuted(a: Tensor, axes: tuple) -> Tensor:
+    """Return a with its dims in the order `axes`, a permutation of range(a.ndim) not checked
+    again (Tensor.T and transpose build theirs)."""
     return _view(Permute.apply(a, axes=axes), a)
 
 
 @torch_signature
 def transpose(a: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
     """Return a with dims dim0 and dim1 swapped."""
-    dim0, dim1 = normalize_dim(dim0, a.ndim, "transpose"), normalize_dim(dim1, a.ndim, "transpose")
+    ndim = a.array.ndim
+    dim0, dim1 = normalize_dim(dim0, ndim, "transpose"), normalize_dim(dim1, ndim, "transpose")
     if dim0 == dim1:
         return a
-    axes = list(range(a.ndim))
+    axes = list(range(ndim))
     axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-    return _view(Permute.apply(a, axes=tuple(axes)), a)
+    return permuted(a, tuple(axes))
 
 
 def expand(a: Tensor, *sizes, size=None) -> Tensor:
