@@ -79,12 +79,17 @@ def load_line() -> str:
 
 
 def set_threads(threads: int | None) -> None:
-    """Limit BLAS, Numba and (if imported) torch to `threads` threads; None leaves them."""
+    """Limit BLAS, Numba and (if imported) torch to `threads` threads; None leaves them. BLAS is
+    left single-threaded in a process that `tune_for_training()` made so (its products then run
+    on Numba's threads)."""
     if not threads:
         return
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(threads)
+    from tinyllm.kernels import runtime
+
+    if not runtime.blas_on_numba_threads():
+        threadpool_limits(threads)
     try:
         import numba
 

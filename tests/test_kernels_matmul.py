@@ -1,9 +1,10 @@
-"""Matmul kernels: the Numba CPU kernel and the MKL kernel against BLAS (`np.matmul`) on
-hypothesis-drawn shapes.
+"""Matmul kernels: the Numba CPU kernel, the BLAS panels on Numba's threads and the MKL kernel
+against BLAS (`np.matmul`) on hypothesis-drawn shapes.
 
 Shapes cross the Numba kernel's 4 x 4 register tile, its 64-row panel and its 512-long inner
 block; the MKL kernel gets C-ordered, transposed and strided operands (each passed to its GEMM
-differently); the engine's matmul op gives the same values and gradients with any kernel
+differently); the panels kernel gets every layout it splits (rows, inner axis, stacks) and the
+ones it leaves to BLAS; the engine's matmul op gives the same values and gradients with any kernel
 selected. The CUDA kernel's comparison is in test_kernels_cuda.py.
 """
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 import tinyllm as tl
 from tinyllm import kernels
 from tinyllm.errors import UnsupportedError
-from tinyllm.kernels import matmul_cpu, matmul_mkl
+from tinyllm.kernels import matmul_cpu, matmul_mkl, matmul_panels
 
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 sides = st.one_of(st.sampled_from([1, 4, 63, 64, 65]), st.integers(1, 140))
@@ -59,7 +60,7 @@ def test_matmul_op_with_numba_kernel_matches_blas_forward_and_gradients(batch, b
     a = rng.standard_normal(batch + (n, k))
     b = rng.standard_normal((batch if b_batched else ()) + (k, m))
     results = []
-    for kernel in ("blas", "numba", "mkl"):
+    for kernel in ("blas", "numba", "mkl", "panels"):
         ta, tb = tl.tensor(a, requires_grad=True), tl.tensor(b, requires_grad=True)
         with kernels.use(matmul=kernel):
             out = ta @ tb
@@ -68,6 +69,47 @@ def test_matmul_op_with_numba_kernel_matches_blas_forward_and_gradients(batch, b
     for other in results[1:]:
         for blas, value in zip(results[0], other):
             np.testing.assert_allclose(value, blas, rtol=1e-12, atol=1e-12)
+
+
+PANEL_CASES = {  # (shape of a, shape of b, how a and b are laid out)
+    "rows": ((70, 33), (33, 41), "C", "C"),
+    "rows, b transposed": ((70, 33), (33, 41), "C", "F"),
+    "inner axis (a transposed)": ((70, 33), (33, 41), "F", "C"),
+    "one row": ((1, 300), (300, 5), "C", "C"),
+    "stacked rows": ((3, 2, 11, 33), (33, 41), "C", "C"),
+    "stacks": ((4, 11, 33), (4, 33, 9), "C", "C"),
+    "broadcast stacks": ((2, 1, 11, 33), (3, 33, 9), "C", "C"),
+    "strided a": ((70, 33), (33, 41), "strided", "C"),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", PANEL_CASES)
+def test_panels_matmul_matches_blas_on_every_split(monkeypatch, dtype, case):
+    monkeypatch.setattr(matmul_panels, "SERIAL_WORK", 0)  # split even these small products
+    shape_a, shape_b, layout_a, layout_b = PANEL_CASES[case]
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape_a).astype(dtype)
+    b = rng.standard_normal(shape_b).astype(dtype)
+    layout = {"C": lambda x: x, "F": LAYOUTS["transposed"], "strided": LAYOUTS["strided"]}
+    a, b = layout[layout_a](a), layout[layout_b](b)
+    c = matmul_panels.matmul(a, b)
+    assert c.shape == np.matmul(a, b).shape and c.dtype == np.dtype(dtype)
+    assert_matches_blas(c, a, b, dtype)
+
+
+@given(n=sides, k=sides, m=sides, transposed=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_panels_matmul_matches_blas_on_drawn_shapes(n, k, m, transposed, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal((k, m)).astype(np.float32)
+    a = LAYOUTS["transposed"](a) if transposed else a
+    saved = matmul_panels.SERIAL_WORK
+    matmul_panels.SERIAL_WORK = 0
+    try:
+        assert_matches_blas(matmul_panels.matmul(a, b), a, b, "float32")
+    finally:
+        matmul_panels.SERIAL_WORK = saved
 
 
 def test_forced_numba_matmul_on_the_strict_device_raises_device_error():

@@ -1,7 +1,9 @@
 """Importing tinyllm changes nothing process-wide; `tune_for_training()` (which the trainer and the
-CLI's other commands call) puts Numba's parallel kernels on the workqueue threading layer
-unless told otherwise, `tune_for_inference()` (`tinyllm sample` and `chat`) on OpenMP's where Numba
-has it, and both ask glibc's malloc to keep freed memory."""
+CLI's other commands call) puts Numba's parallel kernels on OpenMP's threads and makes BLAS
+single-threaded, its products then split over those threads (matmul kernel "panels"), where Numba
+has OpenMP and no other layer is asked for (workqueue and BLAS's own threads otherwise);
+`tune_for_inference()` (`tinyllm sample` and `chat`) puts them on OpenMP's where Numba has it;
+both ask glibc's malloc to keep freed memory."""
 
 import ast
 import os
@@ -37,10 +39,6 @@ def test_import_leaves_numbas_threading_layer_alone():
     assert run(LAUNCH.format(before=""), {}) != "workqueue"  # Numba's own default (OpenMP or TBB)
 
 
-def test_tune_for_training_picks_the_sleeping_workqueue_threads():
-    assert run(LAUNCH.format(before="tune_for_training()"), {}) == "workqueue"
-
-
 def test_an_explicit_numba_threading_layer_wins():
     assert run(LAUNCH.format(before="tune_for_training()"), {"NUMBA_THREADING_LAYER": "omp"}) == "omp"
     assert run(LAUNCH.format(before="tune_for_inference()"), {"NUMBA_THREADING_LAYER": "workqueue"}) == "workqueue"
@@ -59,6 +57,28 @@ def test_tune_for_inference_picks_openmps_fast_waking_threads():
     assert run(LAUNCH.format(before="tune_for_inference()"), {}) == expected
 
 
+TRAINING_POOL = """
+import numpy as np
+from threadpoolctl import threadpool_info
+from tinyllm import kernels
+print(kernels.tune_for_training()["blas_threads"])
+a = np.ones((8, 8), np.float32)
+print(kernels.choose("matmul", a, a).__name__.rsplit(".")[-1])
+print(sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}))
+"""
+
+
+@pytest.mark.skipif(not _numba_has_openmp(), reason="the one pool needs Numba's OpenMP layer")
+def test_tune_for_training_runs_blas_single_threaded_on_numbas_openmp_threads():
+    assert run(LAUNCH.format(before="tune_for_training()"), {}) == "omp"
+    assert run(TRAINING_POOL, {}).splitlines() == ["1", "matmul_panels", "[1]"]
+
+
+def test_training_on_workqueue_leaves_blas_its_threads():
+    blas_threads, matmul, _ = run(TRAINING_POOL, {"NUMBA_THREADING_LAYER": "workqueue"}).splitlines()
+    assert (blas_threads, matmul) == ("None", "matmul_blas")
+
+
 CLI_TUNING = """
 import argparse, numba
 from tinyllm.cli import main as cli
@@ -70,9 +90,10 @@ print(numba.config.THREADING_LAYER)
 
 
 def test_the_cli_tunes_training_and_inference_commands_apart():
-    assert run(CLI_TUNING.format(command="train"), {}) == "workqueue"
-    assert run(CLI_TUNING.format(command="embed"), {}) == "workqueue"  # batches beside BLAS, as training
-    assert run(CLI_TUNING.format(command="sample"), {}) == "default"  # the first of omp, workqueue that loads
+    training = "default" if _numba_has_openmp() else "workqueue"  # "default": the first of omp, workqueue that loads
+    assert run(CLI_TUNING.format(command="train"), {}) == training
+    assert run(CLI_TUNING.format(command="embed"), {}) == training  # batches beside BLAS, as training
+    assert run(CLI_TUNING.format(command="sample"), {}) == "default"
     assert run(CLI_TUNING.format(command="chat"), {}) == "default"
 
 

@@ -33,6 +33,7 @@ import math
 from numba import njit, prange
 
 from tinyllm.backend import np
+from tinyllm.kernels import runtime
 
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
@@ -286,6 +287,8 @@ _BLAS_CONTROLLER = []
 def _blas_single_thread():
     """Return a context in which BLAS runs on the calling thread only (Numba's threads already
     split the work; a threaded BLAS call inside each of them would oversubscribe the cores)."""
+    if runtime.blas_on_numba_threads():  # tune_for_training made it single-threaded for good
+        return contextlib.nullcontext()
     if not _BLAS_CONTROLLER:
         try:
             import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)

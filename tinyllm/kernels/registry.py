@@ -6,7 +6,7 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
 | family    | functions                                   | modules by name                                 |
 |-----------|---------------------------------------------|-------------------------------------------------|
 | attention | forward, backward                           | reference, numba (attention_cpu), cuda          |
-| matmul    | matmul                                      | blas (matmul_blas), numba (matmul_cpu), cuda, mkl (matmul_mkl) |
+| matmul    | matmul                                      | blas (matmul_blas), panels (matmul_panels), numba (matmul_cpu), cuda, mkl (matmul_mkl) |
 | norm_act  | gelu_forward/backward, layer_norm_*         | reference, numba (norm_act_cpu)                 |
 | cross_entropy | forward, backward                       | reference, numba (cross_entropy_cpu)            |
 | adamw     | update (in place)                           | reference, numba (adamw_cpu)                    |
@@ -25,8 +25,10 @@ The environment variable TINYLLM_KERNELS sets choices at start-up, as `use` woul
   arrays with head dimension <= 128, and the reference otherwise (e.g. the "strict" device,
   float16);
 - matmul: BLAS (NumPy's) everywhere, because it beats our Numba and CUDA matmuls on every shape
-  that benchmarks/bench_matmul.py measures; MKL (matmul_mkl), faster still on the CPU, is an
-  optional package and runs only when forced: `use(matmul="mkl")`;
+  that benchmarks/bench_matmul.py measures; in a process tuned by `tune_for_training()`, where
+  BLAS is single-threaded, the same BLAS split over Numba's threads (matmul_panels) on the CPU;
+  MKL (matmul_mkl), faster still on some CPUs, is an optional package and runs only when
+  forced: `use(matmul="mkl")`;
 - norm_act: the Numba kernels for NumPy float32 arrays, the reference otherwise;
 - cross_entropy: the Numba kernel for NumPy float32/float64 logits, the reference otherwise;
 - adamw: the Numba kernel for C-contiguous NumPy float32/float64 parameters and moments of one
@@ -56,6 +58,7 @@ from tinyllm.kernels import (  # numba.cuda is imported only when a CUDA kernel 
     matmul_mkl,
     norm_act_reference,
     qmatmul_reference,
+    runtime,
 )
 
 
@@ -82,12 +85,19 @@ adamw_cpu = _lazy("adamw_cpu")
 attention_cpu = _lazy("attention_cpu")
 cross_entropy_cpu = _lazy("cross_entropy_cpu")
 matmul_cpu = _lazy("matmul_cpu")
+matmul_panels = _lazy("matmul_panels")
 norm_act_cpu = _lazy("norm_act_cpu")
 qmatmul_cpu = _lazy("qmatmul_cpu")
 
 FAMILIES = {
     "attention": {"reference": attention_reference, "numba": attention_cpu, "cuda": attention_cuda},
-    "matmul": {"blas": matmul_blas, "numba": matmul_cpu, "cuda": matmul_cuda, "mkl": matmul_mkl},
+    "matmul": {
+        "blas": matmul_blas,
+        "panels": matmul_panels,
+        "numba": matmul_cpu,
+        "cuda": matmul_cuda,
+        "mkl": matmul_mkl,
+    },
     "norm_act": {"reference": norm_act_reference, "numba": norm_act_cpu},
     "cross_entropy": {"reference": cross_entropy_reference, "numba": cross_entropy_cpu},
     "adamw": {"reference": adamw_reference, "numba": adamw_cpu},
@@ -161,10 +171,10 @@ def choose(family: str, *arrays, inference: bool = False):
 
 
 def _auto(family: str, arrays, inference: bool = False) -> str:
-    if family == "matmul":
-        return "blas"
     first = arrays[0]
     backend = backend_of(first)
+    if family == "matmul":
+        return "panels" if backend.name == "cpu" and runtime.blas_on_numba_threads() else "blas"
     dtype = backend.dtype_name(first)
     if family == "norm_act":
         if backend.name != "cpu" or dtype != "float32":

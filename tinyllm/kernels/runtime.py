@@ -2,20 +2,22 @@
 
 Importing tinyllm changes nothing global. `tune_for_training()` is what the trainer and most of
 the CLI's commands call before their first kernel, `tune_for_inference()` what `tinyllm sample`
-and `tinyllm chat` (token-by-token decoding) call; a library user may call either. They change the allocator and the thread pool of the whole
-process, which a library must not do behind its user's back. Numba fixes its threading layer at
+and `tinyllm chat` (token-by-token decoding) call; a library user may call either. They change
+the allocator, the thread pools and (for training) BLAS's threads of the whole process, which a
+library must not do behind its user's back. Numba fixes its threading layer at
 the first parallel kernel launch, so the call must come before it; an explicit
 NUMBA_THREADING_LAYER wins over both.
 
-Why two: Numba's workqueue threads sleep between kernels, OpenMP's spin for a while. A training
-step runs big BLAS products between its Numba kernels, and on a 2-core machine OpenMP's spinning
-threads took the cores from OpenBLAS's (85 ms a GPT preset step instead of 49). Decoding one token
-runs ~120 small quantized products back to back, and there waking the sleeping threads is the
-cost: each product took 3x as long on workqueue as on OpenMP (SmolLM2-135M, one token: 73 ms a
-step instead of 49). Inference over whole batches is like training here: MiniLM's forward on 32
-sentences, fused attention beside BLAS, took 486-554 ms on OpenMP against 435-498 ms on
-workqueue (two processes each, noisy; 389-427 ms with the reference attention), so
-`tinyllm embed` tunes for training.
+Why: Numba's workqueue threads sleep between kernels, and waking them costs ~0.1 ms a launch;
+OpenMP's spin for a while after a kernel and start the next one in microseconds. Decoding one
+token runs ~120 small quantized products back to back, each 3x as long on workqueue as on
+OpenMP (SmolLM2-135M, one token: 73 ms a step instead of 49), so inference runs on OpenMP. A
+training step runs big BLAS products between its Numba kernels, and NumPy's OpenBLAS has
+threads of its own, which spin after each product: beside them OpenMP's spinning threads lost
+the cores (85 ms a GPT preset step instead of 49), and workqueue's ran the attention kernels at
+one thread's speed in most processes. So a tuned training process has one pool of threads:
+BLAS single-threaded, its products split over Numba's OpenMP threads (kernels/matmul_panels.py).
+`tinyllm embed` (whole batches, fused attention beside BLAS) tunes for training.
 """
 
 from __future__ import annotations
@@ -26,14 +28,26 @@ from tinyllm.backend.numpy_backend import keep_freed_memory
 
 
 def tune_for_training() -> dict:
-    """Return {"keeps_freed_memory": bool, "threading_layer": str} after tuning the process:
+    """Return {"keeps_freed_memory": bool, "threading_layer": str, "blas_threads": int | None}
+    after tuning the process:
 
     - glibc's malloc keeps freed array memory (see `backend.numpy_backend.keep_freed_memory`;
       TINYLLM_KEEP_MEMORY=0 vetoes it): the GPT preset's step was ~30% faster for it;
-    - Numba's parallel kernels run on the workqueue threading layer, whose idle threads sleep
-      (see the module docstring).
+    - one pool of threads for the whole step: Numba's parallel kernels on OpenMP's threads
+      (which spin a while after a kernel, and the step's next product or kernel comes within
+      it), BLAS single-threaded ("blas_threads": 1), its products split over those threads by
+      the matmul kernel `panels` (kernels/matmul_panels.py says why), which "auto" then picks
+      on the CPU.
+
+    Where Numba has no OpenMP, or NUMBA_THREADING_LAYER names another layer, the kernels run on
+    workqueue's sleeping threads and BLAS keeps its own ("blas_threads": None): workqueue's
+    ~0.1 ms a launch is too much to pay on every product.
     """
-    return _tune("workqueue")
+    layer = _tune("omp")
+    if layer["threading_layer"] == "omp" and _openmp_loads():
+        layer["blas_threads"] = _single_threaded_blas()
+        return layer
+    return _tune("workqueue") | {"blas_threads": None}
 
 
 def tune_for_inference() -> dict:
@@ -41,6 +55,15 @@ def tune_for_inference() -> dict:
     allocator as `tune_for_training`, and Numba's parallel kernels on OpenMP's threads, which wake
     fast (see the module docstring); on workqueue where Numba has no OpenMP."""
     return _tune("omp")
+
+
+def blas_on_numba_threads() -> bool:
+    """Return whether `tune_for_training` made BLAS single-threaded, so that the matmul products
+    are to be split over Numba's threads (matmul kernel `panels`)."""
+    return bool(_BLAS_LIMIT)
+
+
+_BLAS_LIMIT = []  # the threadpoolctl limit of `tune_for_training`, kept for the whole process
 
 
 def _tune(layer: str) -> dict:
@@ -55,3 +78,20 @@ def _tune(layer: str) -> dict:
             numba.config.THREADING_LAYER = layer
         chosen = layer
     return {"keeps_freed_memory": keep_freed_memory(), "threading_layer": chosen}
+
+
+def _openmp_loads() -> bool:
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _single_threaded_blas() -> int:
+    if not _BLAS_LIMIT:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls, loaded now)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_LIMIT.append(ThreadpoolController().limit(limits=1, user_api="blas"))
+    return 1
