@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import sys
 from pathlib import Path
@@ -77,6 +78,8 @@ def run_worker(name: str, repeat: int) -> None:
     from tinyllm.kernels import tune_for_training
     from tinyllm.models import BERT
 
+    if name == MKL_WORKER:  # MKL keeps its own threads: the process tuned as without the one pool
+        os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     tune_for_training()
     directory = download("minilm", quiet=True)
     model = BERT.from_pretrained(directory)

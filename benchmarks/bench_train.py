@@ -21,6 +21,8 @@ cropping), after checking that cached and uncached logits agree (tinyllm alone, 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,7 +117,9 @@ def run_worker(name: str, block: int, iters: int) -> None:
     from tinyllm import kernels
     from tinyllm.models import GPT, GPTConfig
 
-    kernels.tune_for_training()
+    if name in MKL_WORKERS:  # MKL keeps its own threads: the process tuned as without the one pool
+        os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    tuning = kernels.tune_for_training()
     config = GPTConfig(**{**PRESET, "block_size": block})
     batches = random_batches(8, BATCH, block, config.vocab_size)
     tl.manual_seed(0)
@@ -154,7 +158,7 @@ def run_worker(name: str, block: int, iters: int) -> None:
     q = np.zeros((BATCH, PRESET["n_head"], block, PRESET["n_embd"] // PRESET["n_head"]), np.float32)
     auto = kernels.choose("attention", q, q)
     auto_name = next(name for name, module in kernels.FAMILIES["attention"].items() if module is auto)
-    report({"samples": samples, "compile_s": compile_s, "error": error, "auto": auto_name})
+    report({"samples": samples, "compile_s": compile_s, "error": error, "auto": auto_name, "tuning": tuning})
 
 
 def bench_training(rounds: int, iters: int, threads: int | None) -> dict[int, list[list]]:
@@ -171,6 +175,9 @@ def bench_training(rounds: int, iters: int, threads: int | None) -> dict[int, li
         timings = {name: summarize(result["samples"]) for name, result in results.items()}
         baseline = timings["pytorch (twin)"]
         auto = results["tinyllm (reference attention)"]["auto"]
+        if block == BLOCKS[0]:
+            tuning = {name: result["tuning"] for name, result in results.items() if name != "pytorch (twin)"}
+            print("each worker tuned by tune_for_training(): " + "; ".join(f"{n}: {t}" for n, t in tuning.items()))
         rows = []
         for name, timing in timings.items():
             label = name + (" = auto" if name in WORKERS and WORKERS[name] == auto else "")
@@ -342,6 +349,13 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--block", type=int, default=64, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "profile":  # a fresh process, as the timed ones: none of the parent's threads and libraries
+        from tinyllm.kernels import tune_for_training
+
+        set_threads(args.threads)
+        tune_for_training()
+        op_breakdown(args.iters)
+        return
     if args.worker:
         import torch  # noqa: F401  (imported first, so that set_threads limits it too)
 
@@ -359,7 +373,11 @@ def main() -> None:
     tune_for_training()
     set_threads(args.threads)
     if args.profile:
-        op_breakdown(args.iters)
+        sys.stdout.flush()  # the tables above, before the profile's process prints its own
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        subprocess.run(
+            [sys.executable, __file__, "--worker", "profile", "--iters", str(args.iters), *threads], check=True
+        )
     gen_rows = bench_generation(args.gen_repeat)
     plot(tables, gen_rows)
 

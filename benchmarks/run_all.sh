@@ -35,7 +35,7 @@ run() {  # run NAME COMMAND...: the command's output goes to the terminal and to
 run overhead python benchmarks/bench_overhead.py
 run matmul python benchmarks/bench_matmul.py --threads "$THREADS" --rounds 3
 run attention python benchmarks/bench_attention.py --threads "$THREADS" --rounds 3
-run train python benchmarks/bench_train.py --threads "$THREADS" --rounds 3 --iters 10
+run train python benchmarks/bench_train.py --threads "$THREADS" --rounds 3 --iters 10 --profile
 run bert python benchmarks/bench_bert.py --threads "$THREADS" --rounds 3
 run generate python benchmarks/bench_generate.py --threads "$THREADS" --rounds 2  # 4 engines, ~40 s a process
 if [ "$CONVERGENCE" = yes ]; then
