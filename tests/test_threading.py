@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -77,6 +78,44 @@ def test_tune_for_training_runs_blas_single_threaded_on_numbas_openmp_threads():
 def test_training_on_workqueue_leaves_blas_its_threads():
     blas_threads, matmul, _ = run(TRAINING_POOL, {"NUMBA_THREADING_LAYER": "workqueue"}).splitlines()
     assert (blas_threads, matmul) == ("None", "matmul_blas")
+
+
+def test_training_without_the_one_pool_as_under_an_mpi_launcher():
+    code = TRAINING_POOL.replace("tune_for_training()", "tune_for_training(one_pool=False)") + LAUNCH.format(before="")
+    blas_threads, matmul, _, layer = run(code, {}).splitlines()
+    assert (blas_threads, matmul, layer) == ("None", "matmul_blas", "workqueue")
+
+
+TRAINING_STEPS = """
+import tinyllm as tl
+import tinyllm.nn.functional as F
+from tinyllm import kernels
+from tinyllm.models import GPT, GPTConfig
+from tinyllm.optim import AdamW
+kernels.tune_for_training()
+tl.manual_seed(0)
+model = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=64))
+optimizer = AdamW(model.parameters(), lr=1e-3)
+ids = tl.randint(0, 50, (4, 33))
+for _ in range(3):
+    optimizer.zero_grad()
+    logits = model(ids[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, 50), ids[:, 1:].reshape(-1))
+    loss.backward()
+    optimizer.step()
+    print(repr(loss.item()))
+x = logits.array.reshape(-1, 50)
+print(kernels.choose("matmul", x, x.T).__name__.rsplit(".")[-1])
+"""
+
+
+@pytest.mark.skipif(not _numba_has_openmp(), reason="the one pool needs Numba's OpenMP layer")
+def test_training_in_the_one_pool_follows_training_on_blas_threads():
+    pool = run(TRAINING_STEPS, {}).splitlines()
+    blas = run(TRAINING_STEPS, {"NUMBA_THREADING_LAYER": "workqueue"}).splitlines()
+    assert (pool[-1], blas[-1]) == ("matmul_panels", "matmul_blas")
+    np.testing.assert_allclose([float(v) for v in pool[:-1]], [float(v) for v in blas[:-1]], rtol=1e-5)
+    assert float(pool[2]) < float(pool[0])  # it trains
 
 
 CLI_TUNING = """

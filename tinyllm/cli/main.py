@@ -87,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
 
         # the process is ours: a faster allocator policy, and the kernel threads that suit the work:
         # token-by-token decoding wants threads that wake fast, the rest (big BLAS products beside
-        # the parallel kernels) sleeping ones (kernels/runtime.py)
+        # the parallel kernels) one pool for both, unless an MPI launcher started several ranks,
+        # whose spinning threads would share the cores (kernels/runtime.py)
         if args.command in ("sample", "chat"):
             kernels.tune_for_inference()
         else:
-            kernels.tune_for_training()
+            from tinyllm.distributed.world import launched_world_size
+
+            kernels.tune_for_training(one_pool=launched_world_size() == 1)
         return int(args.func(args) or 0)
     except TinyLLMError as error:
         print(f"tinyllm {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)

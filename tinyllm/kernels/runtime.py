@@ -27,7 +27,7 @@ import os
 from tinyllm.backend.numpy_backend import keep_freed_memory
 
 
-def tune_for_training() -> dict:
+def tune_for_training(one_pool: bool = True) -> dict:
     """Return {"keeps_freed_memory": bool, "threading_layer": str, "blas_threads": int | None}
     after tuning the process:
 
@@ -39,10 +39,14 @@ def tune_for_training() -> dict:
       the matmul kernel `panels` (kernels/matmul_panels.py says why), which "auto" then picks
       on the CPU.
 
-    Where Numba has no OpenMP, or NUMBA_THREADING_LAYER names another layer, the kernels run on
-    workqueue's sleeping threads and BLAS keeps its own ("blas_threads": None): workqueue's
-    ~0.1 ms a launch is too much to pay on every product.
+    Where Numba has no OpenMP, or NUMBA_THREADING_LAYER names another layer, or `one_pool` is
+    False (the trainer and the CLI pass that under an MPI launcher: several ranks' spinning
+    threads would share the cores), the kernels run on workqueue's sleeping threads and BLAS
+    keeps its own ("blas_threads": None): workqueue's ~0.1 ms a launch is too much to pay on
+    every product. The first call fixes Numba's layer; a later one cannot undo the first's.
     """
+    if not one_pool:
+        return _tune("workqueue") | {"blas_threads": 1 if _BLAS_LIMIT else None}
     layer = _tune("omp")
     if layer["threading_layer"] == "omp" and _openmp_loads():
         layer["blas_threads"] = _single_threaded_blas()

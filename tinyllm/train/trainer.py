@@ -232,7 +232,7 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train until config.max_iters steps (counting steps of earlier runs when resumed)."""
         config = self.config
-        tune_for_training()
+        tune_for_training(one_pool=self.comm.world_size == 1)  # ranks' spinning threads would share the cores
         bar = _progress_bar(config.max_iters, self.step, self.progress)
         previous_handlers = self._install_stop_handlers()
         interrupted, train_loss = False, None
