@@ -1,6 +1,10 @@
-"""The Numba GELU and LayerNorm kernels against their reference, kernels/norm_act_reference.py."""
+"""The Numba GELU and LayerNorm kernels against their reference, kernels/norm_act_reference.py,
+on the calling thread and split over Numba's threads (as in a process tuned for training)."""
+
+import contextlib
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -29,21 +33,42 @@ def assert_kernel_matches_reference(fn, arrays, atol: float) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol)
 
 
+SPLIT = pytest.mark.parametrize("split", [False, True], ids=["calling thread", "split over threads"])
+
+
+@contextlib.contextmanager
+def threads(split: bool):
+    """Run the kernels on the calling thread, or with their work split over Numba's threads at
+    every size (as from PARALLEL_WORK up in the one pool of a tuned process)."""
+    saved = norm_act_cpu._parallel
+    norm_act_cpu._parallel = (lambda size: True) if split else (lambda size: False)
+    try:
+        yield
+    finally:
+        norm_act_cpu._parallel = saved
+
+
+@SPLIT
 @given(shape=shapes, data=st.data())
-def test_gelu_kernel_matches_the_reference(shape, data):
+def test_gelu_kernel_matches_the_reference(split, shape, data):
     x = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(-6, 6, width=32)))
-    assert_kernel_matches_reference(F.gelu, [x], atol=2e-6)
+    with threads(split):
+        assert_kernel_matches_reference(F.gelu, [x], atol=2e-6)
 
 
+@SPLIT
 @given(shape=shapes, data=st.data())
-def test_layer_norm_kernel_matches_the_reference(shape, data):
+def test_layer_norm_kernel_matches_the_reference(split, shape, data):
     width = shape[-1]
     floats = st.floats(-3, 3, width=32)
     x = data.draw(hnp.arrays(np.float32, shape, elements=floats))
     x = x + np.linspace(0, 1, width, dtype=np.float32)  # no row of equal values (zero variance)
     weight = data.draw(hnp.arrays(np.float32, (width,), elements=floats))
     bias = data.draw(hnp.arrays(np.float32, (width,), elements=floats))
-    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w.shape, w, b, 1e-5), [x, weight, bias], atol=2e-4)
+    with threads(split):
+        assert_kernel_matches_reference(
+            lambda a, w, b: F.layer_norm(a, w.shape, w, b, 1e-5), [x, weight, bias], atol=2e-4
+        )
 
 
 def test_the_kernels_run_only_where_they_apply():
@@ -56,13 +81,19 @@ def test_the_kernels_run_only_where_they_apply():
         assert choose("norm_act", np.zeros((2, 3), np.float32)) is norm_act_reference
 
 
-def test_layer_norm_kernel_takes_a_strided_input():
+@SPLIT
+def test_layer_norm_kernel_takes_a_strided_input(split):
     x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32).T  # (4, 6), not contiguous
     weight, bias = np.linspace(0.5, 1.5, 6, dtype=np.float32), np.zeros(6, np.float32)
-    assert_kernel_matches_reference(lambda a, w, b: F.layer_norm(a, w.shape, w, b, 1e-5), [x, weight, bias], atol=2e-5)
+    with threads(split):
+        assert_kernel_matches_reference(
+            lambda a, w, b: F.layer_norm(a, w.shape, w, b, 1e-5), [x, weight, bias], atol=2e-5
+        )
 
 
-def test_gelu_kernel_is_the_exact_erf_form():
-    x = np.linspace(-5, 5, 1001, dtype=np.float32)
+@SPLIT
+def test_gelu_kernel_is_the_exact_erf_form(split):
+    x = np.linspace(-5, 5, 10001, dtype=np.float32)  # more than one chunk of the split forward
     exact = np.array([0.5 * v * (1 + __import__("math").erf(v / np.sqrt(2))) for v in x.astype(np.float64)])
-    np.testing.assert_allclose(norm_act_cpu.gelu_forward(x)[0], exact, atol=2e-6)
+    with threads(split):
+        np.testing.assert_allclose(norm_act_cpu.gelu_forward(x)[0], exact, atol=2e-6)

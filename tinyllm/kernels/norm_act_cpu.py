@@ -3,8 +3,14 @@
 Their reference is `norm_act_reference`, which runs everywhere else (float64, CuPy, the strict
 device) and when `tinyllm.kernels.use(norm_act="reference")` is set; both have the same functions. Array code makes one pass over
 memory per NumPy call (a GELU backward is ~8 of them, each allocating); these kernels read the
-input once and keep everything else in registers. They run on one thread: Numba's thread pool
-waking beside OpenBLAS's made the GPT training step three times slower when they were parallel.
+input once and keep everything else in registers, and LayerNorm's backward sums the weight's and
+the bias's gradients in the same pass.
+
+Threads: in the one pool of a process tuned by `tune_for_training()` (see kernels/runtime.py)
+LayerNorm's rows and GELU's forward (in chunks) are split over Numba's threads from
+PARALLEL_WORK elements up (2.2-2.9x faster on 2 cores, 1.5 M elements); anywhere else they run on
+the calling thread, since Numba's threads waking beside OpenBLAS's made the GPT training step
+three times slower when they were parallel.
 
 GELU's erf is the rational approximation of `backend/numpy_backend.py` (max error 3.3e-7); the
 Gaussian of its backward comes from NumPy's vectorized exp (this Numba has no SVML).
@@ -14,12 +20,17 @@ from __future__ import annotations
 
 import math
 
-from numba import njit, vectorize
+import numba
+from numba import njit, prange, vectorize
 
 from tinyllm.backend import np
 from tinyllm.backend.numpy_backend import _ERF_P, _ERF_Q
+from tinyllm.kernels import runtime
 
 DEVICE, DTYPES = "cpu", ("float32",)  # what `kernels.use` may force this kernel onto
+
+PARALLEL_WORK = 2**15  # elements from which the kernels split their work over the one pool's threads
+CHUNK = 4096  # elements of one GELU task
 
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -38,20 +49,52 @@ def _erf(x):
     return x * num / den
 
 
-@vectorize(["float32(float32)"], fastmath=True, cache=True)
-def _gelu_forward(x):
+@njit(inline="always", fastmath=True)
+def _gelu(x):
     return x * np.float32(0.5) * (np.float32(1.0) + _erf(x * np.float32(_INV_SQRT_2)))
 
 
-@vectorize(["float32(float32, float32, float32)"], fastmath=True, cache=True)
-def _gelu_backward(x, grad, gauss):
+@njit(inline="always", fastmath=True)
+def _gelu_grad(x, grad, gauss):
     cdf = np.float32(0.5) * (np.float32(1.0) + _erf(x * np.float32(_INV_SQRT_2)))
     return grad * (cdf + x * np.float32(_INV_SQRT_2PI) * gauss)
 
 
+@vectorize(["float32(float32)"], fastmath=True, cache=True)
+def _gelu_forward(x):
+    return _gelu(x)
+
+
+@vectorize(["float32(float32, float32, float32)"], fastmath=True, cache=True)
+def _gelu_backward(x, grad, gauss):
+    return _gelu_grad(x, grad, gauss)
+
+
+# A task runs the vectorized ufunc on its chunk: the same loop written in the kernel was not
+# vectorized by LLVM and ran 8x slower than the ufunc. The backward stays whole on the calling
+# thread: its three-input ufunc called chunk by chunk ran 2x slower on two threads than on one.
+@njit(parallel=True, cache=True)
+def _gelu_forward_chunks(x, out):
+    """out = gelu(x) for flat arrays, CHUNK elements a task."""
+    n = x.size
+    for c in prange(-(-n // CHUNK)):
+        start, stop = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _gelu_forward(x[start:stop], out[start:stop])
+
+
+def _parallel(size: int) -> bool:
+    """Return whether a kernel on `size` elements splits its work over Numba's threads."""
+    return size >= PARALLEL_WORK and runtime.blas_on_numba_threads()
+
+
 def gelu_forward(x):
     """Return (gelu(x) = x * Phi(x), saved) for a float32 array; saved is x alone."""
-    return _gelu_forward(x), x
+    if not _parallel(x.size):
+        return _gelu_forward(x), x
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _gelu_forward_chunks(x.reshape(-1), out.reshape(-1))
+    return out, x
 
 
 def gelu_backward(x, grad):
@@ -60,10 +103,10 @@ def gelu_backward(x, grad):
     return _gelu_backward(x, grad, np.exp(x * x * np.float32(-0.5)))
 
 
-@njit(fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True)
 def _layer_norm_forward(x, weight, bias, eps, out, x_hat, inv_std):
     rows, width = x.shape
-    for r in range(rows):
+    for r in prange(rows):
         mean = np.float32(0.0)
         for j in range(width):
             mean += x[r, j]
@@ -80,20 +123,36 @@ def _layer_norm_forward(x, weight, bias, eps, out, x_hat, inv_std):
             out[r, j] = h * weight[j] + bias[j]
 
 
-@njit(fastmath=True, cache=True)
-def _layer_norm_backward(grad, x_hat, inv_std, weight, grad_x):
+@njit(parallel=True, fastmath=True, cache=True)
+def _layer_norm_backward(grad, x_hat, inv_std, weight, grad_x, grad_weight_parts, grad_bias_parts):
+    """grad_x, and the weight's and bias's gradients summed over each part's rows (in float64):
+    one part a thread, so that no two threads add into one sum."""
     rows, width = grad.shape
-    for r in range(rows):
-        mean_g = np.float32(0.0)
-        mean_gx = np.float32(0.0)
-        for j in range(width):
-            g = grad[r, j] * weight[j]
-            mean_g += g
-            mean_gx += g * x_hat[r, j]
-        mean_g /= width
-        mean_gx /= width
-        for j in range(width):
-            grad_x[r, j] = inv_std[r] * (grad[r, j] * weight[j] - mean_g - x_hat[r, j] * mean_gx)
+    n_parts = grad_weight_parts.shape[0]
+    step = -(-rows // n_parts)
+    for p in prange(n_parts):
+        grad_weight, grad_bias = grad_weight_parts[p], grad_bias_parts[p]
+        grad_weight[:] = 0.0
+        grad_bias[:] = 0.0
+        for r in range(p * step, min(rows, (p + 1) * step)):
+            mean_g = np.float32(0.0)
+            mean_gx = np.float32(0.0)
+            for j in range(width):
+                g = grad[r, j] * weight[j]
+                mean_g += g
+                mean_gx += g * x_hat[r, j]
+            mean_g /= width
+            mean_gx /= width
+            for j in range(width):
+                g = grad[r, j]
+                grad_x[r, j] = inv_std[r] * (g * weight[j] - mean_g - x_hat[r, j] * mean_gx)
+                grad_weight[j] += g * x_hat[r, j]
+                grad_bias[j] += g
+
+
+# The same loops on the calling thread (prange runs as range), for a process without the one pool
+_layer_norm_forward_serial = njit(fastmath=True, cache=True)(_layer_norm_forward.py_func)
+_layer_norm_backward_serial = njit(fastmath=True, cache=True)(_layer_norm_backward.py_func)
 
 
 def layer_norm_forward(x, weight, bias, eps: float):
@@ -102,16 +161,21 @@ def layer_norm_forward(x, weight, bias, eps: float):
     x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     out, x_hat = np.empty_like(x2), np.empty_like(x2)
     inv_std = np.empty(x2.shape[0], dtype=x.dtype)
-    _layer_norm_forward(x2, weight, bias, np.float32(eps), out, x_hat, inv_std)
+    kernel = _layer_norm_forward if _parallel(x2.size) else _layer_norm_forward_serial
+    kernel(x2, weight, bias, np.float32(eps), out, x_hat, inv_std)
     return out.reshape(x.shape), (x_hat, inv_std, weight)
 
 
 def layer_norm_backward(saved, grad):
     """Return (grad_x, grad_weight, grad_bias) of LayerNorm from the saved x_hat, inv_std, weight."""
     x_hat, inv_std, weight = saved
-    g2 = np.ascontiguousarray(grad).reshape(-1, grad.shape[-1])
+    g2 = np.ascontiguousarray(grad, dtype=x_hat.dtype).reshape(-1, grad.shape[-1])
     grad_x = np.empty_like(g2)
-    _layer_norm_backward(g2, x_hat, inv_std, np.ascontiguousarray(weight), grad_x)
-    grad_weight = np.sum(g2 * x_hat, axis=0)
-    grad_bias = np.sum(g2, axis=0)
-    return grad_x.reshape(grad.shape), grad_weight, grad_bias
+    parallel = _parallel(g2.size)
+    parts = max(1, min(numba.get_num_threads(), g2.shape[0])) if parallel else 1
+    grad_weight = np.empty((parts, g2.shape[1]), dtype=np.float64)
+    grad_bias = np.empty((parts, g2.shape[1]), dtype=np.float64)
+    kernel = _layer_norm_backward if parallel else _layer_norm_backward_serial
+    kernel(g2, x_hat, inv_std, np.ascontiguousarray(weight), grad_x, grad_weight, grad_bias)
+    dtype = x_hat.dtype
+    return grad_x.reshape(grad.shape), grad_weight.sum(axis=0).astype(dtype), grad_bias.sum(axis=0).astype(dtype)
