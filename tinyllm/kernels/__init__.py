@@ -3,11 +3,11 @@
 Kernels sit between the backend and autograd: they take and return raw arrays (never Tensors).
 Each kernel family comes as a plain array-level reference and compiled versions of it:
 
-| family    | reference                          | CPU (Numba)      | GPU (numba.cuda)  |
-|-----------|------------------------------------|------------------|-------------------|
-| attention | attention_reference (any backend)  | attention_cpu    | attention_cuda    |
-| matmul    | matmul_blas (`xp.matmul`, BLAS)    | matmul_cpu       | matmul_cuda       |
-| norm_act  | norm_act_reference (any backend)   | norm_act_cpu     |                   |
+| family    | reference                          | CPU (Numba)                 | GPU (numba.cuda)  |
+|-----------|------------------------------------|-----------------------------|-------------------|
+| attention | attention_reference (any backend)  | attention_cpu               | attention_cuda    |
+| matmul    | matmul_blas (`xp.matmul`, BLAS)    | matmul_cpu, matmul_panels   | matmul_cuda       |
+| norm_act  | norm_act_reference (any backend)   | norm_act_cpu                |                   |
 
 The protocol, the same for every family: the modules of a family have the same functions; a
 `forward`-like function returns `(out, saved)` and its `backward` takes `(saved, grad)` and

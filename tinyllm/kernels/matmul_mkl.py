@@ -20,8 +20,12 @@ the benchmarks' `--threads`) sets its thread count like OpenBLAS's.
 
 The `mkl` wheel also installs Intel's TBB, which Numba then prefers as the threading layer of
 its parallel kernels. TBB is not fork-safe; `tinyllm.kernels.tune_for_training()` (called by
-the trainer and the CLI) picks Numba's workqueue layer instead, and NUMBA_THREADING_LAYER
-chooses explicitly in any program.
+the trainer and the CLI) picks Numba's OpenMP layer (workqueue where Numba has no OpenMP)
+instead, and NUMBA_THREADING_LAYER chooses explicitly in any program. Forced in a process
+tuned for training, MKL runs its own threads beside Numba's spinning ones (one thread, if it
+was loaded before the tuning, which limits every BLAS loaded by then);
+`NUMBA_THREADING_LAYER=workqueue` keeps the tuning without the one pool, as the benchmarks' MKL
+rows do.
 """
 
 from __future__ import annotations
