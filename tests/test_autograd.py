@@ -411,3 +411,25 @@ def test_a_removed_post_accumulate_grad_hook_is_not_called_again():
     handle.remove()
     (x * 3.0).sum().backward()
     assert calls == [[3.0, 3.0]] and x.grad.numpy().tolist() == [6.0, 6.0]
+
+
+@pytest.mark.parametrize("order", ["pieces first", "whole first", "pieces only"])
+def test_gradients_of_pieces_and_the_whole_add_up_as_in_pytorch(order):
+    """GetItem's backward hands run_backward an IndexedGrad, added in place into the input's
+    gradient: pieces (a split into q, k, v), the whole and a new axis must still sum exactly."""
+    values = np.random.default_rng(0).standard_normal((3, 2, 4))
+
+    def loss(x):
+        pieces = x[0] * 2.0 + x[1, :, None].sum(-1) * 3.0 + x[2, 1:].sum() * x[2, :1]
+        whole = (x * x).sum()
+        if order == "pieces first":
+            return pieces.sum() + whole
+        if order == "whole first":
+            return whole + pieces.sum()
+        return pieces.sum() + x[0, 0].sum()
+
+    ours = tl.tensor(values, requires_grad=True)
+    loss(ours).backward()
+    theirs = torch.tensor(values, requires_grad=True)
+    loss(theirs).backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-12)

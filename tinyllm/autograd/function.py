@@ -150,11 +150,30 @@ def topological_order(root) -> list:
     return order
 
 
+class IndexedGrad:
+    """The gradient of a basic index `a[index]` with respect to a: zero but at `index`, where it
+    is `values`. GetItem's backward returns one instead of a whole array of zeros; run_backward
+    adds it into a's gradient in place. Splitting a tensor into pieces (q, k and v out of one
+    projection) then costs one array of zeros and a write per piece, not a full array of zeros
+    per piece and their sums."""
+
+    __slots__ = ("shape", "dtype", "index", "values")
+
+    def __init__(self, shape: tuple, dtype, index: tuple, values) -> None:
+        self.shape, self.dtype, self.index, self.values = shape, dtype, index, values
+
+
 def run_backward(root, grad, retain_graph: bool = False) -> None:
-    """Propagate `grad` (d loss / d root) to every leaf of root's graph, adding into `.grad`."""
+    """Propagate `grad` (d loss / d root) to every leaf of root's graph, adding into `.grad`.
+
+    A tensor reached by several paths gets their gradients summed. The first sum makes a new
+    array, which nothing else holds (`owned`), so the later ones add into it in place.
+    """
     grads = {id(root): grad}
+    owned = set()
     for node in topological_order(root):
         node_grad = grads.pop(id(node), None)
+        owned.discard(id(node))  # from here on, the array may be held by a grad or a saved value
         if node_grad is None:
             continue
         fn = node.grad_fn
@@ -173,15 +192,40 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         for parent, parent_grad in zip(fn.inputs, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
+            key = id(parent)
+            previous = grads.get(key)
+            if isinstance(parent_grad, IndexedGrad):
+                grads[key] = _add_at(xp, previous if key in owned else None, previous, parent_grad)
+                owned.add(key)
+                continue
             if parent_grad.shape != parent.array.shape:
                 parent_grad = sum_to(xp, parent_grad, parent.array.shape)
             if parent_grad.dtype != parent.array.dtype:  # a float64 op downstream of a float32 one, as in PyTorch
                 parent_grad = xp.astype(parent_grad, parent.array.dtype)
-            key = id(parent)
-            previous = grads.get(key)
-            grads[key] = parent_grad if previous is None else previous + parent_grad
+            if previous is None:
+                grads[key] = parent_grad
+            elif key in owned:
+                previous += parent_grad  # in place on an array; a NumPy scalar (a 0-d sum) makes a new one
+                grads[key] = previous
+            else:
+                grads[key] = previous + parent_grad
+                owned.add(key)
         if not retain_graph:
             fn.release()
+
+
+def _add_at(xp, own, previous, grad: IndexedGrad):
+    """Return a gradient array: `own` (ours to change) or a copy of `previous` or zeros, plus
+    grad.values at grad.index."""
+    target = own if hasattr(own, "__setitem__") else None  # not a NumPy scalar, which a 0-d sum gives
+    if target is None:
+        target = xp.zeros(grad.shape, dtype=grad.dtype) if previous is None else xp.asarray(previous, copy=True)
+    part = target[grad.index]
+    values = xp.reshape(grad.values, part.shape)
+    if values.dtype != target.dtype:
+        values = xp.astype(values, target.dtype)
+    target[grad.index] = part + values
+    return target
 
 
 from tinyllm.autograd.tensor import Tensor  # noqa: E402  (Tensor and Function refer to each other)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from tinyllm.autograd.function import Function
+from tinyllm.autograd.function import Function, IndexedGrad
 from tinyllm.autograd.tensor import Tensor
 from tinyllm.errors import OutOfRangeError, ShapeError
 from tinyllm.ops.convert import raw_index
@@ -73,14 +73,12 @@ class GetItem(Function):
         return a[index]
 
     def backward(self, grad):
-        xp = self.xp
-        full = xp.zeros(self.input_shape, dtype=self.input_dtype)
         if _has_array(self.index):
+            full = self.xp.zeros(self.input_shape, dtype=self.input_dtype)
             return self.backend.scatter_add(full, self.index, grad)
         # assignment takes no None (new axis) in the array API: drop them, and their size-1 axes
         index = tuple(part for part in self.index if part is not None)
-        full[index] = xp.reshape(grad, full[index].shape)
-        return full
+        return IndexedGrad(self.input_shape, self.input_dtype, index, grad)
 
 
 class Triangle(Function):
