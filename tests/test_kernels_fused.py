@@ -79,15 +79,33 @@ def adamw_cases(draw):
     return [param, grad, exp_avg, exp_avg_sq], step, weight_decay
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["calling thread", "chunks over threads"])
 @given(case=adamw_cases())
-def test_adamw_kernel_matches_the_reference(case):
+def test_adamw_kernel_matches_the_reference(split, case):
     arrays, step, weight_decay = case
     fused, plain = [a.copy() for a in arrays], [a.copy() for a in arrays]
-    adamw_cpu.update(*fused, step, 1e-3, 0.9, 0.99, 1e-8, weight_decay)
+    saved_parallel = adamw_cpu._parallel
+    adamw_cpu._parallel = lambda size: split  # as in the one pool, where big parameters are split
+    try:
+        adamw_cpu.update(*fused, step, 1e-3, 0.9, 0.99, 1e-8, weight_decay)
+    finally:
+        adamw_cpu._parallel = saved_parallel
     adamw_reference.update(*plain, step, 1e-3, 0.9, 0.99, 1e-8, weight_decay)
     tolerance = TOLERANCE[arrays[0].dtype.name]
     for got, want in zip(fused, plain):
         np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+def test_adamw_kernel_in_chunks_over_threads_matches_the_reference(monkeypatch):
+    monkeypatch.setattr(adamw_cpu, "_parallel", lambda size: True)
+    rng = np.random.default_rng(0)
+    size = 2 * adamw_cpu.CHUNK + 123  # three chunks, the last one short
+    arrays = [rng.standard_normal(size).astype(np.float32) for _ in range(3)] + [rng.random(size).astype(np.float32)]
+    fused, plain = [a.copy() for a in arrays], [a.copy() for a in arrays]
+    adamw_cpu.update(*fused, 7, 1e-3, 0.9, 0.99, 1e-8, 0.1)
+    adamw_reference.update(*plain, 7, 1e-3, 0.9, 0.99, 1e-8, 0.1)
+    for got, want in zip(fused, plain):
+        np.testing.assert_allclose(got, want, rtol=TOLERANCE["float32"], atol=TOLERANCE["float32"])
 
 
 def test_adamw_kernel_refuses_arrays_it_cannot_update_in_place():
