@@ -7,7 +7,7 @@
 set -euo pipefail
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
-ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1' || missing+=(libgomp1)
+python3 -c "import ctypes; ctypes.CDLL('libgomp.so.1')" 2>/dev/null || missing+=(libgomp1)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
