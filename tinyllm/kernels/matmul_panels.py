@@ -6,8 +6,8 @@ next one, for a long while. A Numba kernel that runs between two products (atten
 GPT preset's step) then found the second core taken and, in most processes, ran at one
 thread's speed. With BLAS single-threaded and its products split here, one pool of threads
 (Numba's) runs the whole step: on a 2-core AMD EPYC the preset's attention forward+backward
-took 6.2-7.1 ms a step instead of 9.2-11.2 (benchmarks/bench_train.py --profile, four processes
-each); the products of activations kept their speed, the weight gradients (split over the inner
+took 6.2-7.1 ms a step instead of 9.2-11.8 (benchmarks/bench_train.py --profile, four processes
+and more); the products of activations kept their speed, the weight gradients (split over the inner
 axis, see below) ran ~12% slower than on OpenBLAS's threads.
 
 How a product a @ b is split over the threads:
