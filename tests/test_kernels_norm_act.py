@@ -97,3 +97,26 @@ def test_gelu_kernel_is_the_exact_erf_form(split):
     exact = np.array([0.5 * v * (1 + __import__("math").erf(v / np.sqrt(2))) for v in x.astype(np.float64)])
     with threads(split):
         np.testing.assert_allclose(norm_act_cpu.gelu_forward(x)[0], exact, atol=2e-6)
+
+
+@SPLIT
+def test_gelu_backward_is_the_exact_derivative(split):
+    """grad * (Phi(x) + x * phi(x)) against libm's erf and exp in float64, past the range where
+    the kernel's Gaussian is cut to 0 (|x| > 6.6) and out to values whose square is large."""
+    x = np.concatenate([np.linspace(-12, 12, 24001), [-1e6, -40.0, 40.0, 1e6]]).astype(np.float32)
+    x64 = x.astype(np.float64)
+    cdf = 0.5 * (1 + np.array([__import__("math").erf(v / np.sqrt(2)) for v in x64]))
+    exact = cdf + x64 * np.exp(-0.5 * x64 * x64) / np.sqrt(2 * np.pi)
+    grad = np.cos(np.arange(x.size)).astype(np.float32)
+    with threads(split):
+        np.testing.assert_allclose(norm_act_cpu.gelu_backward(x, grad), grad * exact, rtol=0, atol=4e-7)
+
+
+@SPLIT
+def test_gelu_backward_takes_a_strided_input_and_gradient(split):
+    x = np.linspace(-4, 4, 40, dtype=np.float32).reshape(5, 8).T  # (8, 5), not contiguous
+    grad = np.linspace(1, 2, 40, dtype=np.float32).reshape(8, 5)[:, ::-1]
+    with threads(split):
+        got = norm_act_cpu.gelu_backward(x, grad)
+    want = norm_act_reference.gelu_backward(norm_act_reference.gelu_forward(x.astype(np.float64))[1], grad)
+    np.testing.assert_allclose(got, want, atol=1e-6)

@@ -13,8 +13,10 @@ of 3072 x 512 2.9x); anywhere else they run on
 the calling thread, since Numba's threads waking beside OpenBLAS's made the GPT training step
 three times slower when they were parallel.
 
-GELU's erf is the rational approximation of `backend/numpy_backend.py` (max error 3.3e-7); the
-Gaussian of its backward comes from NumPy's vectorized exp (this Numba has no SVML).
+GELU's erf is the rational approximation of `backend/numpy_backend.py` (max error 3.3e-7). The
+Gaussian exp(-x^2/2) of its backward is computed in the kernel too: this Numba has no SVML, so
+`math.exp` would be a scalar libm call that stops LLVM from vectorizing the loop; `_gauss` is
+range reduction by powers of two and a polynomial, all arithmetic and selects, which vectorizes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ CHUNK = 4096  # elements of one GELU task
 
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_LOG2_E = 1.0 / math.log(2.0)
+# 2^-f for f in [0, 1), highest power first: a least-squares fit at Chebyshev nodes, max relative
+# error 1.1e-7 (numpy.polyfit of exp2(-f), degree 5)
+_EXP2_NEG = (-9.475539834e-04, 9.210879822e-03, -5.529961471e-02, 2.401794943e-01, -6.931432028e-01, 9.999999453e-01)
 
 
 @njit(inline="always", fastmath=True)
@@ -56,9 +62,30 @@ def _gelu(x):
 
 
 @njit(inline="always", fastmath=True)
-def _gelu_grad(x, grad, gauss):
+def _gauss(x):
+    """exp(-x^2/2) to ~1e-7 relative, as 2^-y = 2^-k * 2^-f with y = x^2/2 * log2(e) = k + f.
+
+    2^-f on [0, 1) is a degree-5 polynomial; 2^-k is the product of k's binary digits' powers,
+    selected without branches. From y = 32 (|x| > 6.6) the result is 0: x * phi(x) is below 1e-9
+    there and Phi(x) is exactly 0 or 1 in float32, so GELU's gradient is 0 or 1 as in PyTorch.
+    """
+    y = x * x * np.float32(0.5 * _LOG2_E)
+    y_low = min(y, np.float32(31.0))  # keeps the polynomial finite where the result is 0
+    k = np.floor(y_low)
+    f = y_low - k
+    p = np.float32(_EXP2_NEG[0])
+    for c in _EXP2_NEG[1:]:
+        p = p * f + np.float32(c)
+    bits = np.int32(k)
+    for i in range(5):  # unrolled at compile time
+        p *= np.float32(2.0 ** -(1 << i)) if bits & (1 << i) else np.float32(1.0)
+    return p if y < np.float32(32.0) else np.float32(0.0)
+
+
+@njit(inline="always", fastmath=True)
+def _gelu_grad(x, grad):
     cdf = np.float32(0.5) * (np.float32(1.0) + _erf(x * np.float32(_INV_SQRT_2)))
-    return grad * (cdf + x * np.float32(_INV_SQRT_2PI) * gauss)
+    return grad * (cdf + x * np.float32(_INV_SQRT_2PI) * _gauss(x))
 
 
 @vectorize(["float32(float32)"], fastmath=True, cache=True)
@@ -66,14 +93,13 @@ def _gelu_forward(x):
     return _gelu(x)
 
 
-@vectorize(["float32(float32, float32, float32)"], fastmath=True, cache=True)
-def _gelu_backward(x, grad, gauss):
-    return _gelu_grad(x, grad, gauss)
+@vectorize(["float32(float32, float32)"], fastmath=True, cache=True)
+def _gelu_backward(x, grad):
+    return _gelu_grad(x, grad)
 
 
 # A task runs the vectorized ufunc on its chunk: the same loop written in the kernel was not
-# vectorized by LLVM and ran 8x slower than the ufunc. The backward stays whole on the calling
-# thread: its three-input ufunc called chunk by chunk ran 2x slower on two threads than on one.
+# vectorized by LLVM and ran 8x slower than the ufunc.
 @njit(parallel=True, cache=True)
 def _gelu_forward_chunks(x, out):
     """out = gelu(x) for flat arrays, CHUNK elements a task."""
@@ -81,6 +107,15 @@ def _gelu_forward_chunks(x, out):
     for c in prange(-(-n // CHUNK)):
         start, stop = c * CHUNK, min(n, (c + 1) * CHUNK)
         _gelu_forward(x[start:stop], out[start:stop])
+
+
+@njit(parallel=True, cache=True)
+def _gelu_backward_chunks(x, grad, out):
+    """out = grad * gelu'(x) for flat arrays, CHUNK elements a task."""
+    n = x.size
+    for c in prange(-(-n // CHUNK)):
+        start, stop = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _gelu_backward(x[start:stop], grad[start:stop], out[start:stop])
 
 
 def _parallel(size: int) -> bool:
@@ -100,8 +135,13 @@ def gelu_forward(x):
 
 def gelu_backward(x, grad):
     """Return grad * gelu'(x) = grad * (Phi(x) + x * phi(x)), x the saved input."""
-    # exp(-x^2/2) by NumPy, whose exp is vectorized (a scalar libm call inside the kernel is 4x slower)
-    return _gelu_backward(x, grad, np.exp(x * x * np.float32(-0.5)))
+    if not _parallel(x.size):
+        return _gelu_backward(x, grad)
+    x = np.ascontiguousarray(x)
+    grad = np.ascontiguousarray(np.broadcast_to(grad, x.shape), dtype=x.dtype)
+    out = np.empty_like(x)
+    _gelu_backward_chunks(x.reshape(-1), grad.reshape(-1), out.reshape(-1))
+    return out
 
 
 @njit(parallel=True, fastmath=True, cache=True)
