@@ -228,3 +228,20 @@ def test_fused_forward_backward_at_t2048_allocates_under_5_percent_of_the_scores
     run(attention_cpu)()  # compile outside the measurement
     assert _peak_extra_bytes(run(attention_cpu)) < 0.05 * scores_bytes
     assert _peak_extra_bytes(run(attention_reference)) > scores_bytes  # the measurement sees T x T
+
+
+@pytest.mark.parametrize("t", [64, 100])
+def test_fused_kernel_takes_q_k_v_as_strided_views_of_one_projection(t):
+    """As in a Transformer block: q, k, v cut from one (B, T, 3, H, D) projection and permuted to
+    (B, H, T, D), not contiguous; grad_out permuted the same way."""
+    rng = np.random.default_rng(1)
+    qkv = rng.standard_normal((2, t, 3, 3, 16))
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    grad_out = rng.standard_normal((2, t, 3, 16)).transpose(0, 2, 1, 3)
+    assert not q.flags.c_contiguous and not grad_out.flags.c_contiguous
+    results = []
+    for module in (attention_reference, attention_cpu):
+        out, saved = module.forward(q, k, v, None, True, 0.25)
+        results.append((out, *module.backward(saved, grad_out)))
+    for name, fused, reference in zip(("out", "dq", "dk", "dv"), results[1], results[0]):
+        assert_close(fused, reference, 1e-10, name)

@@ -184,15 +184,24 @@ def _forward(q, k, v, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, i
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _backward(
-    q, k, v, grad_out, lse, delta, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, int_like, dq, dk, dv
+    q, k, v, out, grad_out, lse, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, int_like, dq, dk, dv
 ):
-    """dq (unscaled), dk, dv (blocked like q, k, v) from the blocked inputs, lse and delta = rowsum(dO * O)."""
+    """dq, dk, dv (blocked like q, k, v, written whole) from the blocked inputs, output and lse."""
     n_bh, n_q_blocks, block_q, depth = q.shape
-    block_k = k.shape[2]
+    n_k_blocks, block_k = k.shape[1], k.shape[2]
     dtype = q.dtype
     key_end = min(t_k, t_q) if causal else t_k  # causal: keys past the last query get no gradient
     for bh in prange(n_bh):
         b, h = bh // n_head, bh % n_head
+        # delta = rowsum(dO * O), 0 on padded rows (their dO is 0); each task owns its head's rows
+        delta = np.empty(n_q_blocks * block_q, dtype=dtype)
+        for qb in range(n_q_blocks):
+            for r in range(block_q):
+                total = consts[ZERO]
+                for d in range(depth):
+                    total += grad_out[bh, qb, r, d] * out[bh, qb, r, d]
+                delta[qb * block_q + r] = total
+        dq[bh] = consts[ZERO]
         p = np.empty((block_q, block_k), dtype=dtype)
         grad_s = np.empty((block_q, block_k), dtype=dtype)
         tmp_q = np.empty((block_q, depth), dtype=dtype)
@@ -218,7 +227,7 @@ def _backward(
                 dv_acc += tmp_k
                 np.dot(do_blk, v_blk.T, grad_s)
                 for r in range(block_q):
-                    row_delta = delta[bh, i0 + r]
+                    row_delta = delta[i0 + r]
                     for j in range(block_k):
                         grad_s[r, j] = p[r, j] * (grad_s[r, j] - row_delta)
                 np.dot(grad_s, k_blk, tmp_q)
@@ -229,6 +238,10 @@ def _backward(
                 for d in range(depth):
                     dk[bh, kb, j, d] = dk_acc[j, d] * scale
                     dv[bh, kb, j, d] = dv_acc[j, d]
+        for kb in range((key_end + block_k - 1) // block_k, n_k_blocks):  # keys no query sees
+            dk[bh, kb] = consts[ZERO]
+            dv[bh, kb] = consts[ZERO]
+        dq[bh] *= scale
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -304,14 +317,15 @@ def _block_size(t: int) -> int:
 
 
 def _blocked(x, block: int, dtype):
-    """Return x (B, H, T, D) as C-contiguous writable blocks (B*H, ceil(T / block), block, D):
-    a view when T is a multiple of block, else a zero-padded copy."""
+    """Return x (B, H, T, D) as C-contiguous blocks (B*H, ceil(T / block), block, D): a view when
+    x is C-contiguous and T a multiple of block, else a copy made in one pass (zero-padded)."""
     batch, n_head, t, depth = x.shape
     n_blocks = -(-t // block)
-    if n_blocks * block == t and x.dtype == dtype and x.flags.c_contiguous and x.flags.writeable:
-        return x.reshape(batch * n_head, n_blocks, block, depth)
-    padded = np.zeros((batch * n_head, n_blocks * block, depth), dtype=dtype)
-    padded[:, :t] = x.reshape(batch * n_head, t, depth)
+    if n_blocks * block == t and x.flags.writeable:  # q, k, v as strided views of one projection: one copy
+        return np.ascontiguousarray(x, dtype=dtype).reshape(batch * n_head, n_blocks, block, depth)
+    padded = np.empty((batch, n_head, n_blocks * block, depth), dtype=dtype)
+    padded[:, :, t:] = 0
+    padded[:, :, :t] = x
     return padded.reshape(batch * n_head, n_blocks, block, depth)
 
 
@@ -338,8 +352,8 @@ def _int_like(dtype):
 
 
 def forward(q, k, v, bias, causal: bool, scale: float):
-    """Return (out (B, H, Tq, D), saved): the inputs, out and the log-sum-exp per row (B*H, padded
-    Tq) that backward needs; see attention_reference for the semantics."""
+    """Return (out (B, H, Tq, D), saved): what backward needs, the blocked inputs and output and
+    the log-sum-exp per row (B*H, padded Tq); see attention_reference for the semantics."""
     dtype = np.dtype(q.dtype)
     t_q, t_k = q.shape[2], k.shape[2]
     if t_q <= FEW_ROWS:  # decoding: no blocks, no BLAS (lse's layout is the blocked one's, Tq <= BLOCK)
@@ -363,46 +377,31 @@ def forward(q, k, v, bias, causal: bool, scale: float):
             out,
             lse,
         )
-        return out, (q, k, v, bias, causal, scale, out, lse)
+        # blocked only if backward runs: a decoding step would copy its whole KV cache for nothing
+        return out, (None, (q, k, v, out), q.shape, k.shape, bias, causal, scale, lse)
     qb = _blocked(q, _block_size(t_q), dtype)
     kb = _blocked(k, _block_size(t_k), dtype)
     vb = _blocked(v, _block_size(t_k), dtype)
-    out = np.empty_like(qb)
+    out_b = np.empty_like(qb)
     lse = np.empty((qb.shape[0], qb.shape[1] * qb.shape[2]), dtype=dtype)
     args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q.shape[1])
     with _blas_single_thread():
-        _forward(qb, kb, vb, *args, _constants(dtype), _int_like(dtype), out, lse)
-    out = _unblocked(out, q.shape)
-    return out, (q, k, v, bias, causal, scale, out, lse)
+        _forward(qb, kb, vb, *args, _constants(dtype), _int_like(dtype), out_b, lse)
+    return _unblocked(out_b, q.shape), ((qb, kb, vb, out_b), None, q.shape, k.shape, bias, causal, scale, lse)
 
 
 def backward(saved, grad_out):
-    """Return (dq, dk, dv) (shapes of q, k, v) from the saved inputs, output and log-sum-exp."""
-    q, k, v, bias, causal, scale, out, lse = saved
-    dtype = np.dtype(q.dtype)
-    t_q, t_k = q.shape[2], k.shape[2]
-    qb = _blocked(q, _block_size(t_q), dtype)
-    kb = _blocked(k, _block_size(t_k), dtype)
-    vb = _blocked(v, _block_size(t_k), dtype)
+    """Return (dq, dk, dv) (shapes of q, k, v) from what forward saved."""
+    blocks, unblocked, q_shape, k_shape, bias, causal, scale, lse = saved
+    dtype = np.dtype(lse.dtype)
+    t_q, t_k = q_shape[2], k_shape[2]
+    if blocks is None:
+        q, k, v, out = unblocked
+        blocks = tuple(_blocked(x, _block_size(t), dtype) for x, t in ((q, t_q), (k, t_k), (v, t_k), (out, t_q)))
+    qb, kb, vb, out_b = blocks
     grad_out_b = _blocked(grad_out, _block_size(t_q), dtype)
-    delta = np.zeros(lse.shape, dtype=dtype)  # (BH, padded Tq): rowsum(dO * O), 0 on padding
-    delta[:, :t_q] = np.sum(grad_out * out, axis=-1, dtype=dtype).reshape(-1, t_q)
-    dq, dk, dv = np.zeros_like(qb), np.zeros_like(kb), np.zeros_like(vb)
-    args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q.shape[1])
+    dq, dk, dv = np.empty_like(qb), np.empty_like(kb), np.empty_like(vb)
+    args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q_shape[1])
     with _blas_single_thread():
-        _backward(
-            qb,
-            kb,
-            vb,
-            grad_out_b,
-            lse,
-            delta,
-            *args,
-            _constants(dtype),
-            _int_like(dtype),
-            dq,
-            dk,
-            dv,
-        )
-    dq *= dtype.type(scale)
-    return _unblocked(dq, q.shape), _unblocked(dk, k.shape), _unblocked(dv, v.shape)
+        _backward(qb, kb, vb, out_b, grad_out_b, lse, *args, _constants(dtype), _int_like(dtype), dq, dk, dv)
+    return _unblocked(dq, q_shape), _unblocked(dk, k_shape), _unblocked(dv, k_shape)

@@ -7,11 +7,11 @@ input once and keep everything else in registers, and LayerNorm's backward sums 
 the bias's gradients in the same pass.
 
 Threads: in the one pool of a process tuned by `tune_for_training()` (see kernels/runtime.py)
-LayerNorm's rows and GELU's forward (in chunks) are split over Numba's threads from
+LayerNorm's rows and GELU's forward and backward (in chunks) are split over Numba's threads from
 PARALLEL_WORK elements up (on 2 cores LayerNorm of 3072 x 128 was 2.2-2.7x faster, GELU's forward
-of 3072 x 512 2.9x); anywhere else they run on
-the calling thread, since Numba's threads waking beside OpenBLAS's made the GPT training step
-three times slower when they were parallel.
+of 3072 x 512 2.9x, its backward 1.9x); anywhere else they run on the calling thread, since
+Numba's threads waking beside OpenBLAS's made the GPT training step three times slower when they
+were parallel.
 
 GELU's erf is the rational approximation of `backend/numpy_backend.py` (max error 3.3e-7). The
 Gaussian exp(-x^2/2) of its backward is computed in the kernel too: this Numba has no SVML, so
