@@ -18,8 +18,13 @@ How it is fast:
   runs single-threaded inside the kernel (`_blas_single_thread`) since Numba's threads already
   split the work over (batch*head, query block);
 - q, k, v are viewed as blocks (BH, n_blocks, block, D) so that every operand is a C-contiguous
-  (or transposed, Fortran-contiguous) matrix, which BLAS takes without a copy; they are copied
-  only when T is not a multiple of the block (padded with zeros; padded keys are masked);
+  (or transposed, Fortran-contiguous) matrix, which BLAS takes without a copy; they are copied,
+  in one pass, when they are strided views (a Transformer's q, k, v cut from one projection) or
+  T is not a multiple of the block (padded with zeros; padded keys are masked);
+- backward reuses the forward's blocks of q, k, v and of the output, and each head's task
+  computes its rowsum(dO * O) and zeroes and scales its dq itself: on the GPT preset's step
+  (T = 64) the attention forward+backward of one layer took 1.3-1.8 ms instead of 1.9-2.8 ms
+  when backward re-blocked its inputs and did that work in NumPy;
 - this Numba has no SVML, so `np.exp` in a loop is a scalar libm call: `_exp_rows` is a
   polynomial exp (range reduction by ln 2, degree-11 Taylor, 2^k written as exponent bits) whose
   loops LLVM vectorizes, accurate to ~1e-15 relative, which float64 needs.
