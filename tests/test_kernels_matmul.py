@@ -112,6 +112,66 @@ def test_panels_matmul_matches_blas_on_drawn_shapes(n, k, m, transposed, seed):
         matmul_panels.SERIAL_WORK = saved
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("with_bias", [True, False])
+@given(rows=sides, inner=sides, out=sides, seed=st.integers(0, 2**32 - 1))
+def test_panels_linear_and_its_backward_match_numpy(dtype, with_bias, rows, inner, out, seed):
+    """The bias folded into the GEMM, and summed by the threads that make the weight gradient."""
+    saved = matmul_panels.SERIAL_WORK
+    matmul_panels.SERIAL_WORK = 0  # split even these small products
+    try:
+        check_panels_linear(dtype, with_bias, rows, inner, out, seed)
+    finally:
+        matmul_panels.SERIAL_WORK = saved
+
+
+def check_panels_linear(dtype, with_bias, rows, inner, out, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, inner)).astype(dtype)
+    w = rng.standard_normal((out, inner)).astype(dtype)
+    bias = rng.standard_normal(out).astype(dtype) if with_bias else None
+    grad = rng.standard_normal((rows, out)).astype(dtype)
+    y = matmul_panels.linear(x, w, bias)
+    assert_matches_blas(y - (0 if bias is None else bias), x, w.T, dtype)
+    grad_x, grad_w, grad_b = matmul_panels.linear_backward(grad, x, w, with_bias)
+    assert_matches_blas(grad_x, grad, w, dtype)
+    assert_matches_blas(grad_w, grad.T, x, dtype)
+    if with_bias:
+        np.testing.assert_allclose(grad_b, grad.astype(np.float64).sum(axis=0), rtol=0, atol=TOLERANCE[dtype] * rows)
+    else:
+        assert grad_b is None
+
+
+def test_panels_linear_promotes_a_bias_of_another_dtype_and_takes_strided_rows(monkeypatch):
+    monkeypatch.setattr(matmul_panels, "SERIAL_WORK", 0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 24)).astype(np.float32)[:, ::2]  # strided: the fallback path
+    w = rng.standard_normal((7, 12)).astype(np.float32)
+    bias = rng.standard_normal(7)  # float64
+    y = matmul_panels.linear(x, w, bias)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, x.astype(np.float64) @ w.T.astype(np.float64) + bias, atol=1e-5)
+
+
+def test_linear_layer_with_panels_kernel_matches_torch_forward_and_gradients(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(matmul_panels, "SERIAL_WORK", 0)
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((3, 5, 16)), rng.standard_normal((9, 16)), rng.standard_normal(9)
+    tx, tw, tb = (tl.tensor(a, dtype="float32", requires_grad=True) for a in (x, w, b))
+    with kernels.use(matmul="panels"):
+        out = tl.nn.functional.linear(tx, tw, tb)
+        assert out.grad_fn.kernel is matmul_panels
+        (out * out).sum().backward()
+    px, pw, pb = (torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in (x, w, b))
+    expected = torch.nn.functional.linear(px, pw, pb)
+    (expected * expected).sum().backward()
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-4)
+    for mine, theirs in ((tx, px), (tw, pw), (tb, pb)):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-5, atol=1e-3)
+
+
 def test_forced_numba_matmul_on_the_strict_device_raises_device_error():
     a = tl.randn(2, 2, device="strict")
     with kernels.use(matmul="numba"), pytest.raises(tl.DeviceError):

@@ -11,7 +11,10 @@ Each kernel family comes as a plain array-level reference and compiled versions 
 
 The protocol, the same for every family: the modules of a family have the same functions; a
 `forward`-like function returns `(out, saved)` and its `backward` takes `(saved, grad)` and
-returns the input gradients, `saved` being whatever that module needs and nobody else reads. An
+returns the input gradients, `saved` being whatever that module needs and nobody else reads. A
+module may add fused forms of an op's work, which the op uses when the chosen module has them
+(matmul_panels' `linear` and `linear_backward`: a Linear layer's products with the bias folded
+in); the family's functions stay the contract every module keeps. An
 op (in tinyllm/ops) calls `choose(family, *arrays)` once in its Function's forward and keeps the
 module on the Function, so backward always runs the module that ran forward:
 

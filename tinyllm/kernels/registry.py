@@ -6,7 +6,7 @@ A family is a set of modules with the same functions (see kernels/__init__.py fo
 | family    | functions                                   | modules by name                                 |
 |-----------|---------------------------------------------|-------------------------------------------------|
 | attention | forward, backward                           | reference, numba (attention_cpu), cuda          |
-| matmul    | matmul                                      | blas (matmul_blas), panels (matmul_panels), numba (matmul_cpu), cuda, mkl (matmul_mkl) |
+| matmul    | matmul (panels: also linear, linear_backward) | blas (matmul_blas), panels (matmul_panels), numba (matmul_cpu), cuda, mkl (matmul_mkl) |
 | norm_act  | gelu_forward/backward, layer_norm_*         | reference, numba (norm_act_cpu)                 |
 | cross_entropy | forward, backward                       | reference, numba (cross_entropy_cpu)            |
 | adamw     | update (in place)                           | reference, numba (adamw_cpu)                    |
