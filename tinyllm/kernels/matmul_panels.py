@@ -27,7 +27,7 @@ The GEMM is the Fortran `sgemm`/`dgemm` of NumPy's own OpenBLAS when NumPy ships
 wheels' `scipy_openblas64_`, 64-bit integers), else of SciPy's BLAS, the one Numba's `np.dot`
 calls; its address is registered under a fixed name (`add_symbol`) that the cached kernels
 link against, and the integer width travels as the dtype of the `ints` workspace. On the GPT
-preset's shapes NumPy's OpenBLAS 0.3.31 made the weight gradient and its bias 10-24% faster
+preset's shapes NumPy's OpenBLAS 0.3.31 made the weight gradient and its bias 5-24% faster
 than SciPy's 0.3.30 through `np.dot` with the inner axis split in halves (2 cores, AMD EPYC).
 
 matmul_blas is the reference: the same products, by NumPy.
@@ -152,8 +152,10 @@ def _workspace(rows: int):
     return np.empty((max(1, min(numba.get_num_threads(), rows)), 6), dtype=_INT)
 
 
-def _splits(work: int) -> bool:
-    return numba.get_num_threads() > 1 and work > SERIAL_WORK
+def _splits(work: int, *sides: int) -> bool:
+    """Return whether a product of `work` multiply-adds is split here: more than one thread, more
+    work than SERIAL_WORK, and every side within the BLAS's integers (SciPy's are 32-bit)."""
+    return numba.get_num_threads() > 1 and work > SERIAL_WORK and max(sides) < np.iinfo(_INT).max
 
 
 def matmul(a, b):
@@ -162,7 +164,7 @@ def matmul(a, b):
         return matmul_blas.matmul(a, b)
     n, k, m = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    if 0 in (n, k, m) or not _splits(math.prod(batch) * n * k * m):
+    if 0 in (n, k, m) or not _splits(math.prod(batch) * n * k * m, math.prod(batch) * n, k, m):
         return matmul_blas.matmul(a, b)
     if b.ndim == 2 and (b.flags.c_contiguous or b.flags.f_contiguous):
         if a.flags.c_contiguous:  # (..., n, k) @ (k, m): all rows at once
@@ -195,16 +197,22 @@ def _transposed(a_t, b, with_bias: bool):
     return out, (bias_grad if with_bias else None)
 
 
-def _fits(*arrays) -> bool:
-    """Return whether the fused Linear products take these arrays: one float dtype, 2-d C order."""
+def _fused(rows: int, inner: int, cols: int, *arrays) -> bool:
+    """Return whether the fused Linear products take a (rows, inner) @ (inner, cols) product of
+    these arrays: one float dtype, C order, no empty side, and enough work to split."""
     dtype = arrays[0].dtype
-    return dtype in (np.float32, np.float64) and all(x.dtype == dtype and x.flags.c_contiguous for x in arrays)
+    return (
+        dtype in (np.float32, np.float64)
+        and all(x.dtype == dtype and x.flags.c_contiguous for x in arrays)
+        and 0 not in (rows, inner, cols)
+        and _splits(rows * inner * cols, rows, inner, cols)
+    )
 
 
 def linear(x, w, bias):
     """Return x @ w.T + bias (bias may be None) for x (rows, in), w (out, in), bias (out,)."""
     rows, inner = x.shape
-    if bias is None or not _fits(x, w, bias) or 0 in x.shape + w.shape or not _splits(rows * inner * w.shape[0]):
+    if bias is None or not _fused(rows, inner, w.shape[0], x, w, bias):
         out = matmul(x, w.T)
         return out if bias is None else out + bias  # promoted as every other op
     return _rows(x, w.T, bias)
@@ -213,7 +221,7 @@ def linear(x, w, bias):
 def linear_backward(grad, x, w, with_bias: bool):
     """Return (grad @ w, grad.T @ x, grad summed over rows or None) for grad (rows, out)."""
     rows, cols = grad.shape
-    if not _fits(grad, x, w) or 0 in grad.shape + x.shape or not _splits(rows * cols * x.shape[1]):
+    if not _fused(rows, cols, x.shape[1], grad, x, w):
         return matmul(grad, w), matmul(grad.T, x), (grad.sum(axis=0) if with_bias else None)
     grad_w, grad_b = _transposed(grad, x, with_bias)
     return _rows(grad, w, None), grad_w, grad_b
