@@ -113,9 +113,10 @@ def _row_panels(a, b, trans_b, bias, has_bias, out, ints):
     for p in prange(n_panels):
         start, stop = p * step, min(rows, (p + 1) * step)
         if start < stop:
-            if has_bias:
+            if has_bias:  # element by element: a row assignment `out[r] = bias` took a tenth of the product
                 for r in range(start, stop):
-                    out[r] = bias
+                    for c in range(cols):
+                        out[r, c] = bias[c]
             _gemm(False, trans_b, stop - start, cols, inner, a[start], inner, b, b.shape[1],
                   1.0 if has_bias else 0.0, out[start], cols, ints[p])  # fmt: skip
 
