@@ -1,8 +1,14 @@
 """One AdamW step for one parameter in a single Numba pass, float32 and float64 on the CPU.
 
 In the one pool of a process tuned by `tune_for_training()` (kernels/runtime.py) a parameter of
-PARALLEL_WORK elements or more is updated in chunks over Numba's threads (the GPT preset's 52
-parameters, 0.81 M elements: 2.6-2.7 ms a step on one thread, 1.6-1.7 ms so).
+PARALLEL_WORK elements or more is updated in chunks over Numba's threads. AdamW hands this kernel
+a whole parameter group as one flat array (optim/adamw.py): the GPT preset's 52 parameters,
+0.81 M elements, take 0.33-0.48 ms a step on 2 threads, the optimizer's Python included.
+
+The loop is compiled with NumPy's error model: under Python's, every `/` checks for a zero
+divisor and raises, and that branch kept LLVM from vectorizing the loop. On the preset's 0.81 M
+elements one call took 1.43 ms so and takes 0.12 ms vectorized (2 threads, a 2-core AMD EPYC). A
+zero divisor (eps = 0 and a moment of 0) now gives NaN, as in PyTorch.
 
 The reference (adamw_reference.py) is about twelve whole-array NumPy passes per parameter, half of
 them allocating a temporary; for the GPT preset's 0.8 M parameters in 50 arrays that is ~600
@@ -23,7 +29,7 @@ from tinyllm.kernels import runtime
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")  # no zero check on `/`: the loop vectorizes
 def _update(param, grad, exp_avg, exp_avg_sq, decay, one_minus_beta1, beta2, one_minus_beta2, inv_bias2, step_size,
             eps):  # fmt: skip
     for i in range(param.size):
