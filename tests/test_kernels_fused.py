@@ -151,3 +151,75 @@ def test_fused_adamw_leaves_the_callers_array_alone():
     AdamW([param], lr=0.1).step()
     assert (shared == 1).all() and (detached.numpy() == 1).all()
     assert (param.numpy() < 1).all()
+
+
+def adamw_run(start, grads, flat: bool, monkeypatch, state=None):
+    """Run AdamW (two groups) over `grads` from `start`; return the parameters and the optimizer.
+    flat=False keeps every update per parameter, as a group that cannot be laid out flat."""
+    with monkeypatch.context() as patch:
+        if not flat:
+            patch.setattr(AdamW, "_update_group", lambda self, group, first: False)
+        params = [tl.tensor(a, requires_grad=True) for a in start]
+        groups = [{"params": params[:3], "weight_decay": 0.1}, {"params": params[3:], "weight_decay": 0.0}]
+        optimizer = AdamW(groups, lr=1e-2, betas=(0.9, 0.99))
+        if state is not None:
+            optimizer.load_state_dict(state)
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = None if g is None else tl.tensor(g)
+            optimizer.step()
+    return params, optimizer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adamw_updates_a_group_in_one_call_to_the_numbers_of_one_by_one(dtype, monkeypatch):
+    rng = np.random.default_rng(1)
+    shapes = [(5, 3), (3,), (2, 4, 2), (2 * adamw_cpu.CHUNK + 7,), (1,)]
+    start = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    callers = [a.copy() for a in start]
+    grads = [[rng.standard_normal(a.shape).astype(dtype) for a in start] for _ in range(4)]
+    flat, _ = adamw_run(start, grads, True, monkeypatch)
+    one_by_one, _ = adamw_run(start, grads, False, monkeypatch)
+    owner = flat[0].array.base
+    assert owner is not None and flat[2].array.base is owner  # the group was laid out flat
+    for got, want in zip(flat, one_by_one):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for array, caller in zip(start, callers):
+        np.testing.assert_array_equal(array, caller)  # the caller's arrays were copied, not written
+
+
+def test_adamw_lays_a_group_out_again_after_its_arrays_are_replaced(monkeypatch):
+    rng = np.random.default_rng(2)
+    start = [rng.standard_normal(shape).astype(np.float32) for shape in [(4, 3), (3,), (6,), (2, 2), (5,)]]
+    grads = [[rng.standard_normal(a.shape).astype(np.float32) for a in start] for _ in range(3)]
+    _, other = adamw_run(start, grads, False, monkeypatch)  # moments that differ from zero
+    new_values = [rng.standard_normal(a.shape).astype(np.float32) for a in start]
+    params, optimizer = adamw_run(start, grads[:1], True, monkeypatch)  # laid out flat, one step
+    optimizer.load_state_dict(other.state_dict())  # new moment arrays and step counts
+    for p, value in zip(params, new_values):
+        p.array = value.copy()  # as a model's load_state_dict would
+    for p, g in zip(params, grads[0]):
+        p.grad = tl.tensor(g)
+    optimizer.step()
+    want, _ = adamw_run(new_values, grads[:1], False, monkeypatch, state=other.state_dict())
+    for got, expected in zip(params, want):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_adamw_updates_one_by_one_a_group_with_a_parameter_without_gradient(monkeypatch):
+    rng = np.random.default_rng(3)
+    start = [rng.standard_normal(shape).astype(np.float32) for shape in [(4, 3), (3,), (6,), (2, 2), (5,)]]
+    grads = [[rng.standard_normal(a.shape).astype(np.float32) for a in start] for _ in range(3)]
+    grads[1][1] = None  # the second parameter skips the second step; its step count falls behind
+    flat, optimizer = adamw_run(start, grads, True, monkeypatch)
+    one_by_one, _ = adamw_run(start, grads, False, monkeypatch)
+    for got, want in zip(flat, one_by_one):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert optimizer.state[1]["step"] == 2 and optimizer.state[0]["step"] == 3
+
+
+def test_adamw_kernel_gives_nan_for_a_zero_divisor_as_pytorch_does():
+    # eps = 0 and a gradient of 0: m / (sqrt(v) + eps) is 0 / 0, NaN in PyTorch's AdamW
+    arrays = [np.zeros(5, np.float32) for _ in range(4)]
+    adamw_cpu.update(*arrays, 1, 1e-3, 0.9, 0.99, 0.0, 0.0)
+    assert np.isnan(arrays[0]).all()

@@ -22,6 +22,10 @@ class AdamW(Optimizer):
     (the Numba kernel on the CPU), True forces that kernel, False keeps the array code; all give
     the same parameters to float rounding. `foreach` chooses an implementation in PyTorch and is
     accepted as it is.
+
+    On the CPU backend a fused group whose parameters all have a gradient is updated in one kernel
+    call: its parameters and moments become views of three flat arrays (`_FlatGroup`), and the
+    gradients are copied into a fourth. For the GPT preset that is one call instead of 52.
     """
 
     def __init__(
@@ -40,6 +44,7 @@ class AdamW(Optimizer):
         fused: bool | None = None,
     ):
         super().__init__(params, self._defaults(locals(), decoupled_weight_decay=True))
+        self._flat: dict[int, _FlatGroup] = {}  # by the index of the group's first parameter
 
     @staticmethod
     def _defaults(arguments: dict, decoupled_weight_decay: bool) -> dict:
@@ -107,3 +112,73 @@ class AdamW(Optimizer):
         (beta1, beta2) = group["betas"]
         kernel.update(*arrays, step, group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
         record_write(param)
+
+    def _update_group(self, group: dict, first: int) -> bool:
+        """Update a fused CPU group in one kernel call over its flat arrays and return True; return
+        False (each parameter on its own) when a parameter has no gradient, dtypes differ, or the
+        parameters' step counts differ (some skipped a step)."""
+        params = group["params"]
+        if len(params) < 2 or not self._fused_applies(group) or params[0]._backend.name != "cpu":
+            return False
+        dtype = params[0].array.dtype
+        if any(p.grad is None or p.array.dtype != dtype for p in params):
+            return False
+        states = [self.state.setdefault(index, {}) for index in range(first, first + len(params))]
+        steps = {state.get("step", 0) for state in states}
+        if len(steps) != 1:
+            return False
+        flat = self._flat.get(first)
+        if flat is None or not flat.holds(params, states):
+            flat = self._flat[first] = _FlatGroup(params, states)
+        xp = params[0]._backend.xp
+        xp.concatenate([xp.reshape(p.grad.array, (-1,)) for p in params], out=flat.grad)
+        step = steps.pop() + 1
+        for state in states:
+            state["step"] = step
+        arrays = (flat.param, flat.grad, flat.exp_avg, flat.exp_avg_sq)
+        with kernels.use(adamw="numba" if group.get("fused") else None):
+            kernel = kernels.choose("adamw", *arrays)
+        (beta1, beta2) = group["betas"]
+        kernel.update(*arrays, step, group["lr"], beta1, beta2, group["eps"], group["weight_decay"])
+        for param in params:
+            record_write(param)
+        return True
+
+
+class _FlatGroup:
+    """A group's parameters and moments as views of three flat arrays, plus a flat array that the
+    gradients are copied into: the whole group is then one array for the AdamW kernel.
+
+    Laying out copies the current values in (moments of zero for a parameter without state) and
+    makes each `param.array`, `state["exp_avg"]` and `state["exp_avg_sq"]` a view. Anything that
+    replaces one of those arrays (`load_state_dict`, an assignment to `param.array`) is seen by
+    `holds`, and the optimizer lays the group out again.
+    """
+
+    def __init__(self, params, states) -> None:
+        xp = params[0]._backend.xp
+        dtype, sizes = params[0].array.dtype, [p.array.size for p in params]
+        total = sum(sizes)
+        self.param, self.grad, self.exp_avg, self.exp_avg_sq = (xp.empty(total, dtype=dtype) for _ in range(4))
+        self.views = []
+        start = 0
+        for param, state, size in zip(params, states, sizes):
+            views = [
+                xp.reshape(flat[start : start + size], param.shape)
+                for flat in (self.param, self.exp_avg, self.exp_avg_sq)
+            ]
+            views[0][...] = param.array
+            for view, name in zip(views[1:], ("exp_avg", "exp_avg_sq")):
+                view[...] = state[name] if name in state else 0
+                state[name] = view
+            state.setdefault("step", 0)
+            param.array = views[0]
+            self.views.append(tuple(views))
+            start += size
+
+    def holds(self, params, states) -> bool:
+        """Return whether every parameter and moment of the group is still its view here."""
+        return len(params) == len(self.views) and all(
+            p.array is views[0] and state.get("exp_avg") is views[1] and state.get("exp_avg_sq") is views[2]
+            for p, state, views in zip(params, states, self.views)
+        )

@@ -73,16 +73,25 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for index, param, group in self._indexed():
-            if param.grad is not None:
-                grad = param.grad.array
-                if group.get("maximize"):
-                    grad = -grad
-                self._update(param, grad, self.state.setdefault(index, {}), group)
+        first = 0  # the index of the group's first parameter
+        for group in self.param_groups:
+            if not self._update_group(group, first):
+                for index, param in enumerate(group["params"], first):
+                    if param.grad is not None:
+                        grad = param.grad.array
+                        if group.get("maximize"):
+                            grad = -grad
+                        self._update(param, grad, self.state.setdefault(index, {}), group)
+            first += len(group["params"])
         return loss
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         raise NotImplementedError
+
+    def _update_group(self, group: dict, first: int) -> bool:
+        """Update the whole group at once and return True, or return False to have `_update`
+        called for each parameter; `first` is the index of the group's first parameter."""
+        return False
 
     # -- state dict -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
