@@ -17,6 +17,11 @@ GELU's erf is the rational approximation of `backend/numpy_backend.py` (max erro
 Gaussian exp(-x^2/2) of its backward is computed in the kernel too: this Numba has no SVML, so
 `math.exp` would be a scalar libm call that stops LLVM from vectorizing the loop; `_gauss` is
 range reduction by powers of two and a polynomial, all arithmetic and selects, which vectorizes.
+
+LayerNorm keeps every scalar in float32: in Numba a float32 divided by the integer width is a
+float64, and one such scalar made the row loops float64 with conversions. Multiplying by a float32
+1 / width instead, LayerNorm of 768 x 128 went from 56-60 to 21-28 µs forward and from 58-75 to
+33-42 µs backward (2 threads, a 2-core AMD EPYC).
 """
 
 from __future__ import annotations
@@ -147,16 +152,17 @@ def gelu_backward(x, grad):
 @njit(parallel=True, fastmath=True, cache=True)
 def _layer_norm_forward(x, weight, bias, eps, out, x_hat, inv_std):
     rows, width = x.shape
+    inv_width = np.float32(1.0 / width)
     for r in prange(rows):
         mean = np.float32(0.0)
         for j in range(width):
             mean += x[r, j]
-        mean /= width
+        mean *= inv_width
         var = np.float32(0.0)
         for j in range(width):
             d = x[r, j] - mean
             var += d * d
-        s = np.float32(1.0) / np.sqrt(var / width + eps)
+        s = np.float32(1.0) / np.sqrt(var * inv_width + eps)
         inv_std[r] = s
         for j in range(width):
             h = (x[r, j] - mean) * s
@@ -169,6 +175,7 @@ def _layer_norm_backward(grad, x_hat, inv_std, weight, grad_x, grad_weight_parts
     """grad_x, and the weight's and bias's gradients summed over each part's rows (in float64):
     one part a thread, so that no two threads add into one sum."""
     rows, width = grad.shape
+    inv_width = np.float32(1.0 / width)
     n_parts = grad_weight_parts.shape[0]
     step = -(-rows // n_parts)
     for p in prange(n_parts):
@@ -182,11 +189,12 @@ def _layer_norm_backward(grad, x_hat, inv_std, weight, grad_x, grad_weight_parts
                 g = grad[r, j] * weight[j]
                 mean_g += g
                 mean_gx += g * x_hat[r, j]
-            mean_g /= width
-            mean_gx /= width
+            mean_g *= inv_width
+            mean_gx *= inv_width
+            s = inv_std[r]
             for j in range(width):
                 g = grad[r, j]
-                grad_x[r, j] = inv_std[r] * (g * weight[j] - mean_g - x_hat[r, j] * mean_gx)
+                grad_x[r, j] = s * (g * weight[j] - mean_g - x_hat[r, j] * mean_gx)
                 grad_weight[j] += g * x_hat[r, j]
                 grad_bias[j] += g
 
