@@ -245,3 +245,15 @@ def test_fused_kernel_takes_q_k_v_as_strided_views_of_one_projection(t):
         results.append((out, *module.backward(saved, grad_out)))
     for name, fused, reference in zip(("out", "dq", "dk", "dv"), results[1], results[0]):
         assert_close(fused, reference, 1e-10, name)
+
+
+@pytest.mark.parametrize("t", [64, 100])
+def test_fused_output_puts_the_heads_side_by_side_without_a_copy(t):
+    """The model's next step, (B, H, T, D) -> (B, T, H * D), is a view of the fused output."""
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.standard_normal((2, 3, t, 16)).astype(np.float32) for _ in range(3))
+    out, _ = attention_cpu.forward(q, k, v, None, True, 0.25)
+    side_by_side = out.transpose(0, 2, 1, 3)
+    assert side_by_side.flags.c_contiguous
+    want, _ = attention_reference.forward(q, k, v, None, True, 0.25)
+    assert_close(side_by_side.reshape(2, t, 48), want.transpose(0, 2, 1, 3).reshape(2, t, 48), 1e-5, "out")
