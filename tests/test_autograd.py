@@ -433,3 +433,15 @@ def test_gradients_of_pieces_and_the_whole_add_up_as_in_pytorch(order):
     theirs = torch.tensor(values, requires_grad=True)
     loss(theirs).backward()
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_pieces_of_a_permuted_tensor_give_a_gradient_in_the_tensors_own_layout():
+    # q, k, v cut from one projection (B, T, 3, H) permuted to (3, B, H, T), as attention does:
+    # the projection's gradient comes back C-contiguous, so the Linear before it needs no copy
+    x = tl.tensor(np.random.default_rng(0).standard_normal((2, 5, 3, 4)), requires_grad=True)
+    pieces = x.permute(2, 0, 3, 1)
+    loss = (pieces[0] * 1.0 + pieces[1] * 2.0 + pieces[2] * 3.0).sum()
+    loss.backward()
+    want = np.broadcast_to(np.array([1.0, 2.0, 3.0])[:, None], (2, 5, 3, 4))
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+    assert x.grad.array.flags.c_contiguous

@@ -155,12 +155,17 @@ class IndexedGrad:
     is `values`. GetItem's backward returns one instead of a whole array of zeros; run_backward
     adds it into a's gradient in place. Splitting a tensor into pieces (q, k and v out of one
     projection) then costs one array of zeros and a write per piece, not a full array of zeros
-    per piece and their sums."""
+    per piece and their sums.
 
-    __slots__ = ("shape", "dtype", "index", "values")
+    `order` is the memory order of a (its axes from the largest stride down) when a was a
+    permuted view, else None: the gradient is laid out the same way, so that undoing the
+    permutation in backward gives a C-contiguous array again (q, k and v cut from a permuted
+    projection: the projection's gradient is then a view, not a copy)."""
 
-    def __init__(self, shape: tuple, dtype, index: tuple, values) -> None:
-        self.shape, self.dtype, self.index, self.values = shape, dtype, index, values
+    __slots__ = ("shape", "dtype", "index", "values", "order")
+
+    def __init__(self, shape: tuple, dtype, index: tuple, values, order: tuple | None = None) -> None:
+        self.shape, self.dtype, self.index, self.values, self.order = shape, dtype, index, values, order
 
 
 def run_backward(root, grad, retain_graph: bool = False) -> None:
@@ -218,14 +223,27 @@ def _add_at(xp, own, previous, grad: IndexedGrad):
     """Return a gradient array: `own` (ours to change) or a copy of `previous` or zeros, plus
     grad.values at grad.index."""
     target = own if hasattr(own, "__setitem__") else None  # not a NumPy scalar, which a 0-d sum gives
-    if target is None:
-        target = xp.zeros(grad.shape, dtype=grad.dtype) if previous is None else xp.asarray(previous, copy=True)
+    fresh = target is None and previous is None
+    if fresh:
+        target = _zeros(xp, grad.shape, grad.dtype, grad.order)
+    elif target is None:
+        target = xp.asarray(previous, copy=True)
     part = target[grad.index]
     values = xp.reshape(grad.values, part.shape)
     if values.dtype != target.dtype:
         values = xp.astype(values, target.dtype)
-    target[grad.index] = part + values
+    target[grad.index] = values if fresh else part + values  # zeros plus values are the values
     return target
+
+
+def _zeros(xp, shape: tuple, dtype, order: tuple | None):
+    """Return zeros of `shape` whose axes lie in memory in `order` (None: C order)."""
+    if order is None:
+        return xp.zeros(shape, dtype=dtype)
+    inverse = [0] * len(order)
+    for position, axis in enumerate(order):
+        inverse[axis] = position
+    return xp.permute_dims(xp.zeros(tuple(shape[axis] for axis in order), dtype=dtype), tuple(inverse))
 
 
 from tinyllm.autograd.tensor import Tensor  # noqa: E402  (Tensor and Function refer to each other)

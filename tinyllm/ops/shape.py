@@ -66,6 +66,7 @@ class GetItem(Function):
         self.input_shape = a.shape
         self.input_dtype = a.dtype
         self.index = index
+        self.input_order = _memory_order(a)
         if hasattr(index, "shape") and index.dtype != xp.bool:
             # a[ids], one integer array picking along axis 0: `take` is how the array API says it
             rows = xp.take(a, xp.reshape(index, (-1,)), axis=0)
@@ -78,7 +79,7 @@ class GetItem(Function):
             return self.backend.scatter_add(full, self.index, grad)
         # assignment takes no None (new axis) in the array API: drop them, and their size-1 axes
         index = tuple(part for part in self.index if part is not None)
-        return IndexedGrad(self.input_shape, self.input_dtype, index, grad)
+        return IndexedGrad(self.input_shape, self.input_dtype, index, grad, self.input_order)
 
 
 class Triangle(Function):
@@ -88,6 +89,16 @@ class Triangle(Function):
 
     def backward(self, grad):
         return self.xp.tril(grad, k=self.k) if self.lower else self.xp.triu(grad, k=self.k)
+
+
+def _memory_order(a) -> tuple | None:
+    """Return a's axes from the largest stride down when a is a permuted view (an axis order
+    other than C's), else None; None too for arrays without strides (the array API's)."""
+    strides = getattr(a, "strides", None)
+    if strides is None or a.ndim < 2 or a.flags.c_contiguous:
+        return None
+    order = tuple(sorted(range(a.ndim), key=lambda axis: -strides[axis]))
+    return None if order == tuple(range(a.ndim)) else order
 
 
 def _has_array(index) -> bool:
