@@ -47,6 +47,25 @@ def test_cross_entropy_kernel_matches_the_reference(case):
     np.testing.assert_allclose(grad, want_grad, rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["calling thread", "rows over threads"])
+@given(case=logits_and_targets())
+def test_cross_entropy_kernel_matches_the_reference_in_tasks_of_a_few_rows(split, case):
+    """As in the one pool of a tuned process, where the rows are split in tasks (here of 1 to 3
+    rows, the last one short); a row of -inf logits has a NaN loss and NaN gradients."""
+    logits, targets = case
+    if logits.shape[0] > 1:
+        logits[-1] = -np.inf
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cross_entropy_cpu.runtime, "blas_on_numba_threads", lambda: split)
+        patch.setattr(cross_entropy_cpu, "PARALLEL_WORK", 0)
+        patch.setattr(cross_entropy_cpu, "CHUNK", 3 * logits.shape[1] - 1)
+        loss, grad = loss_and_gradient(logits, targets, "numba")
+    want_loss, want_grad = loss_and_gradient(logits, targets, "reference")
+    tolerance = TOLERANCE[logits.dtype.name]
+    np.testing.assert_allclose(loss, want_loss, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(grad, want_grad, rtol=tolerance, atol=tolerance)
+
+
 def test_cross_entropy_kernel_with_every_row_ignored_gives_zero_loss_and_gradient():
     logits = np.ones((3, 4), np.float32)
     loss, grad = loss_and_gradient(logits, np.full(3, -100), "numba")
