@@ -384,8 +384,9 @@ def _int_like(dtype):
 
 
 def forward(q, k, v, bias, causal: bool, scale: float):
-    """Return (out (B, H, Tq, D), saved): what backward needs, the blocked inputs and output and
-    the log-sum-exp per row (B*H, padded Tq); see attention_reference for the semantics."""
+    """Return (out (B, H, Tq, D), saved): what backward needs, the blocked inputs, the output
+    (laid out in memory as (B, Tq, H, D) when blocked) and the log-sum-exp per row (B*H, padded
+    Tq); see attention_reference for the semantics."""
     dtype = np.dtype(q.dtype)
     t_q, t_k = q.shape[2], k.shape[2]
     if t_q <= FEW_ROWS:  # decoding: no blocks, no BLAS (lse's layout is the blocked one's, Tq <= BLOCK)
