@@ -445,3 +445,33 @@ def test_pieces_of_a_permuted_tensor_give_a_gradient_in_the_tensors_own_layout()
     want = np.broadcast_to(np.array([1.0, 2.0, 3.0])[:, None], (2, 5, 3, 4))
     np.testing.assert_array_equal(x.grad.numpy(), want)
     assert x.grad.array.flags.c_contiguous
+
+
+PIECES = {
+    "ints that tile": lambda x: [x[0], x[1], x[2]],
+    "a gap": lambda x: [x[0], x[2]],
+    "overlapping slices": lambda x: [x[0:2], x[1:3]],
+    "negative index and slice": lambda x: [x[-1], x[:2]],
+    "strided slices": lambda x: [x[::2], x[1::2]],
+    "a strided slice alone": lambda x: [x[::2]],
+    "a row by its negative and positive index": lambda x: [x[-1], x[2], x[:2]],
+    "one piece twice": lambda x: [x[1], x[1], x[0], x[2]],
+    "inner axes": lambda x: [x[:, :2, 1:], x[:, 2:], x[:, :2, :1]],
+    "the whole between pieces": lambda x: [x[0], x * 1.0, x[1:]],
+}
+
+
+@pytest.mark.parametrize("name", list(PIECES))
+def test_gradients_of_any_pieces_sum_as_in_pytorch(name):
+    """Pieces' gradients are added into one array in place: every cover of the tensor (gaps,
+    overlaps, strides, a piece taken twice, the whole among them) must give PyTorch's gradient."""
+    values = np.random.default_rng(1).standard_normal((3, 4, 5))
+
+    def loss(x):
+        return sum(((i + 2.0) * piece * piece).sum() for i, piece in enumerate(PIECES[name](x)))
+
+    ours = tl.tensor(values, requires_grad=True)
+    loss(ours).backward()
+    theirs = torch.tensor(values, requires_grad=True)
+    loss(theirs).backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12, atol=1e-12)
