@@ -257,3 +257,27 @@ def test_fused_output_puts_the_heads_side_by_side_without_a_copy(t):
     assert side_by_side.flags.c_contiguous
     want, _ = attention_reference.forward(q, k, v, None, True, 0.25)
     assert_close(side_by_side.reshape(2, t, 48), want.transpose(0, 2, 1, 3).reshape(2, t, 48), 1e-5, "out")
+
+
+@pytest.mark.parametrize(
+    ("t_q", "t_k", "causal", "masked"),
+    [(1030, 1030, True, False), (1100, 1500, False, True), (40, 1030, True, True), (1024, 64, False, False)],
+)
+def test_fused_kernel_on_long_sequences_matches_torch(t_q, t_k, causal, masked):
+    """From 1024 rows on the fused kernel cuts longer blocks: lengths past them, a query side and
+    a key side in blocks of different lengths, masks and the causal triangle must still agree."""
+    case = AttentionCase(batch=1, n_head=2, t_q=t_q, t_k=t_k, depth=8, causal=causal, mask=None, seed=3)
+    q, k, v, grad_out, _ = case.arrays()
+    mask = None
+    if masked:
+        mask = np.where(np.random.default_rng(4).random(t_k) < 0.2, -np.inf, 0.0)
+        mask[:1] = 0.0
+    expected = torch_oracle(q, k, v, grad_out, mask, causal)
+    out, saved = attention_cpu.forward(q, k, v, mask, causal, 1 / np.sqrt(8))
+    query_blocks, key_blocks = saved[0][0], saved[0][1]
+    assert key_blocks.shape[2] == (attention_cpu.LONG_BLOCK if t_k >= attention_cpu.LONG else attention_cpu.BLOCK)
+    assert query_blocks.shape[2] == (attention_cpu.LONG_BLOCK if t_q >= attention_cpu.LONG else min(t_q, 64))
+    for name, actual, wanted in zip(
+        ("out", "dq", "dk", "dv"), (out, *attention_cpu.backward(saved, grad_out)), expected
+    ):
+        assert_close(actual, wanted, 1e-10, name)
