@@ -276,7 +276,9 @@ def test_fused_kernel_on_long_sequences_matches_torch(t_q, t_k, causal, masked):
     out, saved = attention_cpu.forward(q, k, v, mask, causal, 1 / np.sqrt(8))
     query_blocks, key_blocks = saved[0][0], saved[0][1]
     assert key_blocks.shape[2] == (attention_cpu.LONG_BLOCK if t_k >= attention_cpu.LONG else attention_cpu.BLOCK)
-    assert query_blocks.shape[2] == (attention_cpu.LONG_BLOCK if t_q >= attention_cpu.LONG else min(t_q, 64))
+    assert query_blocks.shape[2] == (
+        attention_cpu.LONG_BLOCK if t_q >= attention_cpu.LONG else min(t_q, attention_cpu.BLOCK)
+    )
     for name, actual, wanted in zip(
         ("out", "dq", "dk", "dv"), (out, *attention_cpu.backward(saved, grad_out)), expected
     ):

@@ -46,10 +46,10 @@ from tinyllm.kernels import runtime
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
 BLOCK = 64
-# rows of a block from this length on: the products of 128-row blocks pay their BLAS call's cost
-# over 8x the work, and at these lengths there are still tasks enough for every thread (B8 H6 D64,
-# causal, 2 AVX2 cores: forward+backward 15-20 % faster at T = 1024 and 2048, the same within
-# the noise at 128-512)
+# rows of a block from this length on: a product of two 128-row blocks pays its BLAS call's cost
+# over 4x the work of two 64-row ones, and at these lengths there are still tasks enough for
+# every thread (B8 H6 D64, causal, 2 AVX2 cores: forward+backward 15-20 % faster at T = 1024 and
+# 2048; at 128-512 the difference was within the noise)
 LONG, LONG_BLOCK = 1024, 128
 FEW_ROWS = 16  # query rows a head up to which `forward` runs `_forward_rows` (decoding: 1, or G for GQA)
 # no "ninf": masked scores are -inf and must compare as such
