@@ -28,7 +28,7 @@ How it is fast:
   computes its rowsum(dO * O) and zeroes and scales its dq itself: on the GPT preset's step
   (T = 64) the attention forward+backward of one layer took 1.3-1.8 ms instead of 1.9-2.8 ms
   when backward re-blocked its inputs and did that work in NumPy;
-- this Numba has no SVML, so `np.exp` in a loop is a scalar libm call: `_exp_rows` is a
+- this Numba has no SVML, so `np.exp` in a loop is a scalar libm call: `vector_exp.exp_rows` is a
   polynomial exp (range reduction by ln 2, degree-11 Taylor, 2^k written as exponent bits) whose
   loops LLVM vectorizes, accurate to ~1e-15 relative, which float64 needs.
 """
@@ -42,6 +42,8 @@ from numba import njit, prange
 
 from tinyllm.backend import np
 from tinyllm.kernels import runtime
+from tinyllm.kernels.vector_exp import FASTMATH as _FAST
+from tinyllm.kernels.vector_exp import ONE, ZERO, constants, exp_rows, int_like
 
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
@@ -52,59 +54,6 @@ BLOCK = 64
 # 2048; at 128-512 the difference was within the noise)
 LONG, LONG_BLOCK = 1024, 128
 FEW_ROWS = 16  # query rows a head up to which `forward` runs `_forward_rows` (decoding: 1, or G for GQA)
-# no "ninf": masked scores are -inf and must compare as such
-_FAST = {"nnan", "nsz", "contract", "reassoc", "arcp"}
-_LN2_HI = 0.693145751953125  # ln 2 with the low mantissa bits zero, so k * _LN2_HI is exact
-_LN2_LO = 1.42860682030941723212e-6
-# log2(e), ln2 split, 1/2, the underflow cut, then 1/n! for n = 0..11 (|r| <= ln(2)/2: error < 1e-14),
-# then 0 and 1; `_constants` appends the exponent bias and 2^mantissa_bits of the dtype. Numba
-# types a Python literal as float64 (and float32 * int as float64), so every constant of the
-# kernels comes from this array, in the kernel's dtype, to keep float32 arithmetic in float32.
-_EXP_CONSTANTS = [1.0 / math.log(2.0), _LN2_HI, _LN2_LO, 0.5, -87.0]
-_EXP_CONSTANTS += [1.0 / math.factorial(n) for n in range(12)] + [0.0, 1.0]
-ZERO, ONE = 17, 18
-
-
-def _constants(dtype):
-    """Return the kernel constants as an array of dtype (float32 or float64)."""
-    exponent = [127.0, 2.0**23] if np.dtype(dtype).itemsize == 4 else [1023.0, 2.0**52]
-    return np.asarray(_EXP_CONSTANTS + exponent, dtype=dtype)
-
-
-@njit(cache=True, fastmath=_FAST)
-def _exp_rows(s, shift, consts, bits, powers):
-    """Set s[r, :] = exp(s[r, :] - shift[r]) for every row r (0 where the argument is below -87).
-
-    bits is an int array of s's item size and powers the same memory viewed as floats: 2^k is
-    written as exponent bits (k + bias) << mantissa_bits, by a float multiply that is exact.
-    """
-    log2e, ln2_hi, ln2_lo, half, low = consts[0], consts[1], consts[2], consts[3], consts[4]
-    c0, c1, c2, c3, c4, c5 = consts[5], consts[6], consts[7], consts[8], consts[9], consts[10]
-    c6, c7, c8, c9, c10, c11 = consts[11], consts[12], consts[13], consts[14], consts[15], consts[16]
-    zero, bias, mantissa = consts[ZERO], consts[19], consts[20]
-    n_rows, n_cols = s.shape
-    for r in range(n_rows):
-        m = shift[r]
-        for j in range(n_cols):
-            x = s[r, j] - m
-            xc = max(x, low)
-            k = np.floor(xc * log2e + half)
-            t = xc - k * ln2_hi - k * ln2_lo
-            p = c11 * t + c10
-            p = p * t + c9
-            p = p * t + c8
-            p = p * t + c7
-            p = p * t + c6
-            p = p * t + c5
-            p = p * t + c4
-            p = p * t + c3
-            p = p * t + c2
-            p = p * t + c1
-            p = p * t + c0
-            s[r, j] = p if x >= low else zero
-            bits[j] = (k + bias) * mantissa
-        for j in range(n_cols):
-            s[r, j] *= powers[j]
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -170,7 +119,7 @@ def _forward(q, k, v, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, i
             np.dot(q_blk, k[bh, kb].T, s)
             _mask_scores(s, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
             _running_max(s, row_max, new_max, shift)
-            _exp_rows(s, shift, consts, bits, powers)
+            exp_rows(s, shift, consts, bits, powers)
             np.dot(s, v[bh, kb], pv)
             for r in range(block_q):
                 old, new = row_max[r], new_max[r]
@@ -240,7 +189,7 @@ def _backward(
                 np.dot(q_blk, k_blk.T, p)
                 _mask_scores(p, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
                 shift[:] = lse[bh, i0 : i0 + block_q]
-                _exp_rows(p, shift, consts, bits, powers)
+                exp_rows(p, shift, consts, bits, powers)
                 np.dot(p.T, do_blk, tmp_k)
                 dv_acc += tmp_k
                 np.dot(do_blk, v_blk.T, grad_s)
@@ -285,7 +234,7 @@ def _forward_rows(q, k, v, scale, bias, has_bias, causal, consts, int_like, out,
         shift = np.empty(t_q, dtype=q.dtype)
         _running_max(s, row_max, row_max, shift)
         powers = np.empty(t_k, dtype=q.dtype)
-        _exp_rows(s, shift, consts, powers.view(int_like.dtype), powers)
+        exp_rows(s, shift, consts, powers.view(int_like.dtype), powers)
         acc = np.empty(depth, dtype=q.dtype)
         for r in range(t_q):
             acc[:] = consts[ZERO]
@@ -385,11 +334,6 @@ def _bias_blocks(bias, t_k: int, dtype):
     return np.array(bias4, dtype=dtype, order="C")
 
 
-def _int_like(dtype):
-    """Return an empty integer array of dtype's item size (the exponent bits of `_exp_rows`)."""
-    return np.empty(0, dtype=np.int32 if np.dtype(dtype).itemsize == 4 else np.int64)
-
-
 def forward(q, k, v, bias, causal: bool, scale: float):
     """Return (out (B, H, Tq, D), saved): what backward needs, the blocked inputs, the output
     (laid out in memory as (B, Tq, H, D) when blocked) and the log-sum-exp per row (B*H, padded
@@ -412,8 +356,8 @@ def forward(q, k, v, bias, causal: bool, scale: float):
             bias_array,
             bias is not None,
             bool(causal),
-            _constants(dtype),
-            _int_like(dtype),
+            constants(dtype),
+            int_like(dtype),
             out,
             lse,
         )
@@ -429,7 +373,7 @@ def forward(q, k, v, bias, causal: bool, scale: float):
     lse = np.empty((qb.shape[0], qb.shape[1] * qb.shape[2]), dtype=dtype)
     args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), n_head)
     with _blas_single_thread():
-        _forward(qb, kb, vb, *args, _constants(dtype), _int_like(dtype), out, lse)
+        _forward(qb, kb, vb, *args, constants(dtype), int_like(dtype), out, lse)
     return out, ((qb, kb, vb), None, q.shape, k.shape, bias, causal, scale, lse, out)
 
 
@@ -446,5 +390,5 @@ def backward(saved, grad_out):
     dq, dk, dv = np.empty_like(qb), np.empty_like(kb), np.empty_like(vb)
     args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q_shape[1])
     with _blas_single_thread():
-        _backward(qb, kb, vb, out, grad_out_b, lse, *args, _constants(dtype), _int_like(dtype), dq, dk, dv)
+        _backward(qb, kb, vb, out, grad_out_b, lse, *args, constants(dtype), int_like(dtype), dq, dk, dv)
     return _unblocked(dq, q_shape), _unblocked(dk, k_shape), _unblocked(dv, k_shape)

@@ -6,7 +6,7 @@ exp and the one-hot again. Here forward reads each row twice (its maximum, then 
 exponentials) and saves only the logits and two numbers per row (maximum, log-sum-exp of the
 shifted row); backward writes softmax - onehot in a single pass over the logits.
 
-The exponentials are attention_cpu's `_exp_rows`, a polynomial whose loops vectorize (`math.exp`
+The exponentials are `vector_exp.exp_rows`, a polynomial whose loops vectorize (`math.exp`
 is a scalar libm call here), and in the one pool of a tuned process the rows are split in tasks
 of about CHUNK logits over Numba's threads. On 2 threads (a 2-core AMD EPYC) the GPT preset's
 768 x 65 logits took 0.19-0.23 ms forward and 0.12-0.21 ms backward with `math.exp` on one
@@ -22,7 +22,7 @@ from numba import njit, prange
 
 from tinyllm.backend import np
 from tinyllm.kernels import runtime
-from tinyllm.kernels.attention_cpu import _constants, _exp_rows, _int_like
+from tinyllm.kernels.vector_exp import constants, exp_rows, int_like
 
 DEVICE, DTYPES = "cpu", ("float32", "float64")  # what `kernels.use` may force this kernel onto
 
@@ -45,7 +45,7 @@ def _forward_rows(logits, targets, ignore_index, row_max, log_sum, r0, r1, const
         row_max[r] = m
         for c in range(classes):
             shifted[r - r0, c] = logits[r, c] - m
-    _exp_rows(shifted, shift, consts, powers.view(int_like.dtype), powers)
+    exp_rows(shifted, shift, consts, powers.view(int_like.dtype), powers)
     total = 0.0
     count = 0
     for r in range(r0, r1):
@@ -85,7 +85,7 @@ def _backward(logits, targets, ignore_index, row_max, log_sum, scale, chunk_rows
         for r in range(r0, r1):
             for c in range(classes):
                 grad[r, c] = logits[r, c] - row_max[r]
-        _exp_rows(grad[r0:r1], log_sum[r0:r1], consts, powers[t].view(int_like.dtype), powers[t])
+        exp_rows(grad[r0:r1], log_sum[r0:r1], consts, powers[t].view(int_like.dtype), powers[t])
         for r in range(r0, r1):
             if log_sum[r] != log_sum[r]:  # NaN log softmax: NaN gradients, ignored or not, as in PyTorch
                 grad[r, :] = np.nan
@@ -118,8 +118,8 @@ def forward(logits, targets, ignore_index: int):
     n_tasks = -(-logits.shape[0] // chunk_rows)
     totals, counts = np.zeros(n_tasks), np.zeros(n_tasks, dtype=np.int64)
     kernel = _forward if parallel else _forward_serial
-    kernel(logits, targets, ignore_index, row_max, log_sum, chunk_rows, _constants(logits.dtype),
-           _int_like(logits.dtype), totals, counts)  # fmt: skip
+    kernel(logits, targets, ignore_index, row_max, log_sum, chunk_rows, constants(logits.dtype),
+           int_like(logits.dtype), totals, counts)  # fmt: skip
     total, count = float(totals.sum()), max(int(counts.sum()), 1)
     return np.asarray(total / count, dtype=logits.dtype), (logits, targets, ignore_index, row_max, log_sum, count)
 
@@ -131,5 +131,5 @@ def backward(saved, grad):
     chunk_rows, parallel = _chunking(logits)
     kernel = _backward if parallel else _backward_serial
     kernel(logits, targets, ignore_index, row_max, log_sum, logits.dtype.type(float(grad) / count), chunk_rows,
-           _constants(logits.dtype), _int_like(logits.dtype), out)  # fmt: skip
+           constants(logits.dtype), int_like(logits.dtype), out)  # fmt: skip
     return out
