@@ -248,6 +248,76 @@ def test_fused_kernel_takes_q_k_v_as_strided_views_of_one_projection(t):
 
 
 @pytest.mark.parametrize("t", [64, 100])
+def test_fused_kernel_reads_the_projection_in_place_and_writes_gradients_in_its_layout(t):
+    """q, k, v cut from one (B, T, 3, H, D) projection are read where they lie (no blocked copy
+    kept for backward), and dq, dk, dv come back laid out as (B, T, H, D), as the projection's
+    rows: putting their heads back side by side is a view."""
+    rng = np.random.default_rng(5)
+    qkv = rng.standard_normal((2, t, 3, 3, 16)).astype(np.float32)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    grad_out = rng.standard_normal((2, t, 3, 16)).astype(np.float32).transpose(0, 2, 1, 3)
+    out, saved = attention_cpu.forward(q, k, v, None, True, 0.25)
+    assert saved.q is q and saved.k is k and saved.v is v
+    grads = attention_cpu.backward(saved, grad_out)
+    want_out, want_saved = attention_reference.forward(q, k, v, None, True, 0.25)
+    for name, grad, want in zip(("dq", "dk", "dv"), grads, attention_reference.backward(want_saved, grad_out)):
+        assert grad.transpose(0, 2, 1, 3).flags.c_contiguous, name
+        assert_close(grad, want, 1e-4, name)
+    assert_close(out, want_out, 1e-5, "out")
+
+
+@pytest.mark.parametrize(
+    "view",
+    ["time reversed", "heads broadcast", "one step broadcast", "float32 of float64", "depth strided"],
+)
+def test_fused_kernel_copies_what_blas_cannot_read_in_place(view):
+    """Views whose rows BLAS cannot take as one matrix with a leading dimension (time reversed,
+    a stride of 0, a cast, D not contiguous) give torch's results all the same."""
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((2, 3, 70, 32))
+    q, k, v, grad_out = (rng.standard_normal((2, 3, 70, 16)) for _ in range(4))
+    if view == "time reversed":
+        k = base[:, :, ::-1, :16]
+    elif view == "heads broadcast":
+        k = np.broadcast_to(base[:, :1, :, :16], (2, 3, 70, 16))
+    elif view == "one step broadcast":
+        q, grad_out = np.broadcast_to(q[:, :, :1], (2, 3, 1, 16)), np.broadcast_to(grad_out[:, :, :1], (2, 3, 1, 16))
+    elif view == "depth strided":
+        v = base[:, :, :, ::2]
+    cast = view == "float32 of float64"  # k stays float64 among float32 arrays: the kernel casts it
+    q_in, v_in, grad_in = (x.astype(np.float32) if cast else x for x in (q, v, grad_out))
+    out, saved = attention_cpu.forward(q_in, k, v_in, None, False, 0.25)  # torch's scale, 1 / sqrt(16)
+    expected = torch_oracle(*(np.ascontiguousarray(x) for x in (q, k, v, grad_out)), None, False)
+    actual = (out, *attention_cpu.backward(saved, grad_in))
+    for name, got, wanted in zip(("out", "dq", "dk", "dv"), actual, expected):
+        assert_close(got, wanted, TOLERANCE["float32" if cast else "float64"], name)
+
+
+@pytest.mark.parametrize("kernel", ["reference", "numba"])
+@pytest.mark.parametrize(("t_q", "t_k", "depth"), [(0, 5, 4), (5, 0, 4), (70, 0, 4), (5, 5, 0), (70, 70, 0)])
+def test_attention_with_an_empty_axis_gives_torchs_result(kernel, t_q, t_k, depth, capfd):
+    """No queries: an empty output; no keys: zeros (every row masked), as PyTorch's SDPA; D = 0:
+    empty outputs and gradients. Never a division by zero."""
+    rng = np.random.default_rng(7)
+    q, k, v, grad_out = (
+        rng.standard_normal(s) for s in ((2, 2, t_q, depth), (2, 2, t_k, depth), (2, 2, t_k, depth), (2, 2, t_q, depth))
+    )
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    want = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True)
+    want.backward(torch.tensor(grad_out))
+    q_, k_, v_ = (tl.tensor(a, requires_grad=True) for a in (q, k, v))
+    with kernels.use(attention=kernel):
+        out = F.scaled_dot_product_attention(q_, k_, v_, is_causal=True)
+        out.backward(tl.tensor(grad_out))
+    for name, actual, wanted in zip(
+        ("out", "dq", "dk", "dv"), (out, q_.grad, k_.grad, v_.grad), (want, tq.grad, tk.grad, tv.grad)
+    ):
+        assert actual.shape == tuple(wanted.shape), name
+        np.testing.assert_array_equal(actual.numpy(), wanted.detach().numpy(), err_msg=name)
+    assert capfd.readouterr().err == ""  # nor a complaint of BLAS about its arguments
+
+
+@pytest.mark.parametrize("t", [64, 100])
 def test_fused_output_puts_the_heads_side_by_side_without_a_copy(t):
     """The model's next step, (B, H, T, D) -> (B, T, H * D), is a view of the fused output."""
     rng = np.random.default_rng(2)
@@ -274,11 +344,8 @@ def test_fused_kernel_on_long_sequences_matches_torch(t_q, t_k, causal, masked):
         mask[:1] = 0.0
     expected = torch_oracle(q, k, v, grad_out, mask, causal)
     out, saved = attention_cpu.forward(q, k, v, mask, causal, 1 / np.sqrt(8))
-    query_blocks, key_blocks = saved[0][0], saved[0][1]
-    assert key_blocks.shape[2] == (attention_cpu.LONG_BLOCK if t_k >= attention_cpu.LONG else attention_cpu.BLOCK)
-    assert query_blocks.shape[2] == (
-        attention_cpu.LONG_BLOCK if t_q >= attention_cpu.LONG else min(t_q, attention_cpu.BLOCK)
-    )
+    assert saved.block_k == (attention_cpu.LONG_BLOCK if t_k >= attention_cpu.LONG else attention_cpu.BLOCK)
+    assert saved.block_q == (attention_cpu.LONG_BLOCK if t_q >= attention_cpu.LONG else min(t_q, attention_cpu.BLOCK))
     for name, actual, wanted in zip(
         ("out", "dq", "dk", "dv"), (out, *attention_cpu.backward(saved, grad_out)), expected
     ):

@@ -14,20 +14,23 @@ Rows with every key masked have l = 0: their output is zero and their lse is +in
 recomputed probabilities, and hence all their gradients, are zero.
 
 How it is fast:
-- the products of blocks (64 x D by D x 64) are `np.dot` calls, which Numba sends to BLAS; BLAS
-  runs single-threaded inside the kernel (`_blas_single_thread`) since Numba's threads already
-  split the work over (batch*head, query block);
-- q, k, v are viewed as blocks (BH, n_blocks, block, D) so that every operand is a C-contiguous
-  (or transposed, Fortran-contiguous) matrix, which BLAS takes without a copy; they are copied,
-  in one pass over Numba's threads, when they are strided views (a Transformer's q, k, v cut
-  from one projection) or T is not a multiple of the block (padded with zeros; padded keys are
-  masked);
+- the products of blocks (64 x D by D x 64) are single-threaded BLAS GEMM calls (matmul_panels'
+  `gemm`, NumPy's own OpenBLAS), since Numba's threads already split the work over
+  (batch*head, query block) in forward and over batch*head in backward;
+- q, k, v, the output and its gradient are read where they lie: a head's (T, D) matrix is a BLAS
+  operand whose leading dimension is the stride of the T axis, so q, k, v cut from one
+  (B, T, 3, H, D) projection are not copied (`_readable` copies only what BLAS cannot read that
+  way: a broadcast, reversed or cast array). A last block shorter than the others is a smaller
+  product, not a padded one. Before, q, k, v were copied into C-contiguous blocks: on the GPT
+  preset's shapes at T = 256 (B12 H4 D32, 2 AVX2 cores) forward took 7.7-9.4 ms a layer with
+  the copies and 5.5-6.1 without; on MiniLM's (B32 H12 T52 D32) 4.5-7.8 and 2.6-4.6 ms;
+- the GEMM adds into its output (beta = 1) where backward sums over blocks (dV, dQ, dK): no
+  second pass over a temporary;
 - the output is written in the memory order (B, T, H, D), so that putting the heads back side by
-  side is a view (on the GPT preset's step that copy took 0.2 ms), and backward reads it there;
-- backward reuses the forward's blocks of q, k, v, and each head's task
-  computes its rowsum(dO * O) and zeroes and scales its dq itself: on the GPT preset's step
-  (T = 64) the attention forward+backward of one layer took 1.3-1.8 ms instead of 1.9-2.8 ms
-  when backward re-blocked its inputs and did that work in NumPy;
+  side is a view (on the GPT preset's step that copy took 0.2 ms); dq, dk, dv are written in the
+  memory order of q, k, v (`_empty_like`), so that their way back into the projection is a
+  row-by-row copy (or a view) and not a transposing one;
+- each head's backward task computes its rowsum(dO * O) and zeroes and scales its dq itself;
 - this Numba has no SVML, so `np.exp` in a loop is a scalar libm call: `vector_exp.exp_rows` is a
   polynomial exp (range reduction by ln 2, degree-11 Taylor, 2^k written as exponent bits) whose
   loops LLVM vectorizes, accurate to ~1e-15 relative, which float64 needs.
@@ -37,11 +40,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import NamedTuple
 
 from numba import njit, prange
 
 from tinyllm.backend import np
 from tinyllm.kernels import runtime
+from tinyllm.kernels.matmul_panels import BLAS_INTS as _BLAS_INTS
+from tinyllm.kernels.matmul_panels import gemm as _gemm
 from tinyllm.kernels.vector_exp import FASTMATH as _FAST
 from tinyllm.kernels.vector_exp import ONE, ZERO, constants, exp_rows, int_like
 
@@ -58,8 +64,9 @@ FEW_ROWS = 16  # query rows a head up to which `forward` runs `_forward_rows` (d
 
 @njit(cache=True, fastmath=_FAST)
 def _mask_scores(s, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal):
-    """Scale the raw scores s = q_blk @ k_blk^T, add the bias, set -inf where a key is masked
-    (causal, or padding past t_k). Rows past t_q (padding) get no bias."""
+    """Scale the raw scores s = q_blk @ k_blk^T (the block's rows, all its columns), add the
+    bias, set -inf where a key is masked: causal, or a column past t_k (of a last, shorter key
+    block: whatever the GEMM left there)."""
     n_rows, n_cols = s.shape
     for r in range(n_rows):
         for j in range(n_cols):
@@ -92,19 +99,31 @@ def _running_max(s, row_max, new_max, shift):
         shift[r] = m if m != -np.inf else 0
 
 
+@njit(inline="always")
+def _leading(x):
+    """The leading dimension of x's (T, D) matrices for BLAS: the T axis's stride in elements
+    (`_readable` made it at least D), or D when there is a single row (its stride is arbitrary)."""
+    return max(x.strides[2] // x.itemsize, x.shape[3])
+
+
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _forward(q, k, v, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, int_like, out, lse):
-    """out (B, H, Tq, D), of any strides, and lse (BH, nQ * bq) from blocked q (BH, nQ, bq, D),
-    k, v (BH, nK, bk, D)."""
-    n_bh, n_q_blocks, block_q, depth = q.shape
-    block_k = k.shape[2]
+def _forward(q, k, v, block_q, block_k, scale, bias, has_bias, causal, consts, int_like, blas_ints, out, lse):
+    """out (B, H, Tq, D) and lse (B*H, Tq) from q (B, H, Tq, D), k and v (B, H, Tk, D): every
+    array of any strides with D contiguous (`_readable`); one task per (batch*head, query block)."""
+    n_batch, n_head, t_q, depth = q.shape
+    t_k = k.shape[2]
+    ldq, ldk, ldv = _leading(q), _leading(k), _leading(v)
+    n_q_blocks = (t_q + block_q - 1) // block_q
     dtype = q.dtype
-    for task in prange(n_bh * n_q_blocks):
+    for task in prange(n_batch * n_head * n_q_blocks):
         bh, qb = task // n_q_blocks, task % n_q_blocks
-        i0 = qb * block_q
         b, h = bh // n_head, bh % n_head
-        q_blk = q[bh, qb]
+        i0 = qb * block_q
+        rows = min(block_q, t_q - i0)
+        ints = np.empty(6, blas_ints.dtype)
+        q_blk = q[b, h, i0:]  # its first `rows` rows are the block, `ldq` elements apart
         s = np.empty((block_q, block_k), dtype=dtype)
+        scores = s[:rows]
         pv = np.empty((block_q, depth), dtype=dtype)
         acc = np.zeros((block_q, depth), dtype=dtype)
         row_max = np.full(block_q, -np.inf, dtype=dtype)
@@ -113,102 +132,106 @@ def _forward(q, k, v, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, i
         shift = np.empty(block_q, dtype=dtype)
         powers = np.empty(block_k, dtype=dtype)
         bits = powers.view(int_like.dtype)
-        key_end = min(t_k, i0 + block_q) if causal else t_k
+        key_end = min(t_k, i0 + rows) if causal else t_k
         for kb in range((key_end + block_k - 1) // block_k):
             j0 = kb * block_k
-            np.dot(q_blk, k[bh, kb].T, s)
-            _mask_scores(s, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
-            _running_max(s, row_max, new_max, shift)
-            exp_rows(s, shift, consts, bits, powers)
-            np.dot(s, v[bh, kb], pv)
-            for r in range(block_q):
+            cols = min(block_k, t_k - j0)  # columns past it are masked to -inf, then exp makes them 0
+            _gemm(False, True, rows, cols, depth, q_blk, ldq, k[b, h, j0:], ldk, 0.0, s, block_k, ints)
+            _mask_scores(scores, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
+            _running_max(scores, row_max, new_max, shift)
+            exp_rows(scores, shift, consts, bits, powers)
+            _gemm(False, False, rows, depth, cols, s, block_k, v[b, h, j0:], ldv, 0.0, pv, depth, ints)
+            for r in range(rows):
                 old, new = row_max[r], new_max[r]
                 if new == -np.inf:  # nothing allowed in this row yet
                     continue
                 correction = math.exp(old - new)  # 0 when old is -inf
                 total = row_sum[r] * correction
-                for j in range(block_k):
+                for j in range(cols):
                     total += s[r, j]
                 row_sum[r] = total
                 row_max[r] = new
                 for d in range(depth):
                     acc[r, d] = acc[r, d] * correction + pv[r, d]
-        for r in range(block_q):
-            real = i0 + r < t_q  # padded rows get an lse, no output
+        for r in range(rows):
             if row_sum[r] > 0:
                 inverse = consts[ONE] / row_sum[r]
-                if real:
-                    for d in range(depth):
-                        out[b, h, i0 + r, d] = acc[r, d] * inverse
+                for d in range(depth):
+                    out[b, h, i0 + r, d] = acc[r, d] * inverse
                 lse[bh, i0 + r] = row_max[r] + math.log(row_sum[r])
             else:
-                if real:
-                    for d in range(depth):
-                        out[b, h, i0 + r, d] = consts[ZERO]
+                for d in range(depth):
+                    out[b, h, i0 + r, d] = consts[ZERO]
                 lse[bh, i0 + r] = np.inf
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _backward(
-    q, k, v, out, grad_out, lse, t_q, t_k, scale, bias, has_bias, causal, n_head, consts, int_like, dq, dk, dv
-):
-    """dq, dk, dv (blocked like q, k, v, written whole) from the blocked inputs and output
-    gradient, the output (B, H, Tq, D) of any strides and lse."""
-    n_bh, n_q_blocks, block_q, depth = q.shape
-    n_k_blocks, block_k = k.shape[1], k.shape[2]
+    q, k, v, out, grad_out, lse, block_q, block_k, scale, bias, has_bias, causal, consts, int_like, blas_ints,
+    dq, dk, dv,
+):  # fmt: skip
+    """dq, dk, dv (shapes of q, k, v, any strides with D contiguous, written whole) from the
+    inputs, the output, its gradient and lse as `_forward` takes and makes them; one task per
+    (batch*head), which owns its rows of dq, dk and dv."""
+    n_batch, n_head, t_q, depth = q.shape
+    t_k = k.shape[2]
+    ldq, ldk, ldv = _leading(q), _leading(k), _leading(v)
+    ldg, ldd = _leading(grad_out), _leading(dq)
+    n_q_blocks = (t_q + block_q - 1) // block_q
     dtype = q.dtype
     key_end = min(t_k, t_q) if causal else t_k  # causal: keys past the last query get no gradient
-    for bh in prange(n_bh):
+    n_k_blocks = (key_end + block_k - 1) // block_k
+    for bh in prange(n_batch * n_head):
         b, h = bh // n_head, bh % n_head
-        # delta = rowsum(dO * O), 0 on padded rows (their dO is 0); each task owns its head's rows
-        delta = np.zeros(n_q_blocks * block_q, dtype=dtype)
+        ints = np.empty(6, blas_ints.dtype)
+        delta = np.empty(t_q, dtype=dtype)  # rowsum(dO * O)
         for i in range(t_q):
-            qb, r = i // block_q, i % block_q
             total = consts[ZERO]
             for d in range(depth):
-                total += grad_out[bh, qb, r, d] * out[b, h, i, d]
+                total += grad_out[b, h, i, d] * out[b, h, i, d]
+                dq[b, h, i, d] = consts[ZERO]
             delta[i] = total
-        dq[bh] = consts[ZERO]
         p = np.empty((block_q, block_k), dtype=dtype)
         grad_s = np.empty((block_q, block_k), dtype=dtype)
-        tmp_q = np.empty((block_q, depth), dtype=dtype)
-        tmp_k = np.empty((block_k, depth), dtype=dtype)
         dk_acc = np.empty((block_k, depth), dtype=dtype)
         dv_acc = np.empty((block_k, depth), dtype=dtype)
         shift = np.empty(block_q, dtype=dtype)
         powers = np.empty(block_k, dtype=dtype)
         bits = powers.view(int_like.dtype)
-        for kb in range((key_end + block_k - 1) // block_k):
+        for kb in range(n_k_blocks):
             j0 = kb * block_k
-            k_blk, v_blk = k[bh, kb], v[bh, kb]
+            cols = min(block_k, t_k - j0)
+            k_blk, v_blk = k[b, h, j0:], v[b, h, j0:]
             dk_acc[:] = 0
             dv_acc[:] = 0
             for qb in range(j0 // block_q if causal else 0, n_q_blocks):
                 i0 = qb * block_q
-                q_blk, do_blk = q[bh, qb], grad_out[bh, qb]
-                np.dot(q_blk, k_blk.T, p)
-                _mask_scores(p, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
-                shift[:] = lse[bh, i0 : i0 + block_q]
-                exp_rows(p, shift, consts, bits, powers)
-                np.dot(p.T, do_blk, tmp_k)
-                dv_acc += tmp_k
-                np.dot(do_blk, v_blk.T, grad_s)
-                for r in range(block_q):
+                rows = min(block_q, t_q - i0)
+                q_blk, do_blk = q[b, h, i0:], grad_out[b, h, i0:]
+                _gemm(False, True, rows, cols, depth, q_blk, ldq, k_blk, ldk, 0.0, p, block_k, ints)
+                probs = p[:rows]
+                _mask_scores(probs, scale, bias, has_bias, b, h, i0, j0, t_q, t_k, causal)
+                shift[:rows] = lse[bh, i0 : i0 + rows]
+                exp_rows(probs, shift, consts, bits, powers)
+                _gemm(True, False, cols, depth, rows, p, block_k, do_blk, ldg, 1.0, dv_acc, depth, ints)  # += P^T dO
+                _gemm(False, True, rows, cols, depth, do_blk, ldg, v_blk, ldv, 0.0, grad_s, block_k, ints)  # dO V^T
+                for r in range(rows):
                     row_delta = delta[i0 + r]
-                    for j in range(block_k):
+                    for j in range(cols):
                         grad_s[r, j] = p[r, j] * (grad_s[r, j] - row_delta)
-                np.dot(grad_s, k_blk, tmp_q)
-                dq[bh, qb] += tmp_q
-                np.dot(grad_s.T, q_blk, tmp_k)
-                dk_acc += tmp_k
-            for j in range(block_k):
+                _gemm(False, False, rows, depth, cols, grad_s, block_k, k_blk, ldk, 1.0, dq[b, h, i0:], ldd, ints)
+                _gemm(True, False, cols, depth, rows, grad_s, block_k, q_blk, ldq, 1.0, dk_acc, depth, ints)
+            for j in range(cols):
                 for d in range(depth):
-                    dk[bh, kb, j, d] = dk_acc[j, d] * scale
-                    dv[bh, kb, j, d] = dv_acc[j, d]
-        for kb in range((key_end + block_k - 1) // block_k, n_k_blocks):  # keys no query sees
-            dk[bh, kb] = consts[ZERO]
-            dv[bh, kb] = consts[ZERO]
-        dq[bh] *= scale
+                    dk[b, h, j0 + j, d] = dk_acc[j, d] * scale
+                    dv[b, h, j0 + j, d] = dv_acc[j, d]
+        for j in range(min(t_k, n_k_blocks * block_k), t_k):  # keys no query sees
+            for d in range(depth):
+                dk[b, h, j, d] = consts[ZERO]
+                dv[b, h, j, d] = consts[ZERO]
+        for i in range(t_q):
+            for d in range(depth):
+                dq[b, h, i, d] *= scale
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -271,7 +294,6 @@ def _blas_single_thread():
         return contextlib.nullcontext()
     if not _BLAS_CONTROLLER:
         try:
-            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that Numba's np.dot calls)
             from threadpoolctl import ThreadpoolController
         except ImportError:
             return contextlib.nullcontext()
@@ -281,50 +303,39 @@ def _blas_single_thread():
 
 def _block_size(t: int) -> int:
     if t <= BLOCK:
-        return t
+        return max(t, 1)
     return LONG_BLOCK if t >= LONG else BLOCK
 
 
-@njit(parallel=True, cache=True)
-def _copy_blocks(x, blocks):
-    """blocks (B*H, n, block, D) = x (B, H, T, D) of any strides and dtype, zero past T: one task
-    a head, the split of `_forward` and `_backward`, so each thread copies the heads it works on."""
-    n_batch, n_head, t, depth = x.shape
-    n_blocks, block = blocks.shape[1], blocks.shape[2]
-    for bh in prange(n_batch * n_head):
-        b, h = bh // n_head, bh % n_head
-        for i in range(n_blocks * block):
-            row = blocks[bh, i // block, i % block]
-            if i < t:
-                for d in range(depth):
-                    row[d] = x[b, h, i, d]
-            else:
-                row[:] = 0
+def _readable(x, dtype):
+    """Return x (B, H, T, D) if the kernels can read it in place, else a C-contiguous copy.
+
+    In place means: of dtype, D contiguous and the T axis at a stride of at least D elements, so
+    that each head's (T, D) matrix is one BLAS operand with that stride as its leading dimension.
+    q, k, v cut from one projection (B, T, 3, H, D) and permuted are such views; so is the
+    gradient of the output as the model's backward hands it over. A broadcast or reversed
+    array is copied."""
+    item = dtype.itemsize
+    t, depth = x.shape[2], x.shape[3]
+    t_stride, d_stride = x.strides[2], x.strides[3]
+    rows_apart = t <= 1 or (t_stride >= depth * item and t_stride % item == 0)
+    if x.dtype == dtype and (depth <= 1 or d_stride == item) and rows_apart:
+        return x
+    return np.array(x, dtype=dtype, order="C")
 
 
-def _blocked(x, block: int, dtype):
-    """Return x (B, H, T, D) as C-contiguous blocks (B*H, ceil(T / block), block, D): a view when
-    x is C-contiguous, of dtype, and T a multiple of block, else a copy (zero-padded) made on
-    Numba's threads: q, k, v cut from one projection are strided views, and the rows each thread
-    reads are the rows its panel of that projection wrote, in its own cache (on the GPT preset's
-    step the copies took 0.19 ms each on the calling thread)."""
+def _empty_like(x, dtype):
+    """Return an empty array of x's shape (B, H, T, D), laid out in memory as (B, T, H, D) when
+    x's heads lie inside its time steps (q, k, v cut from one projection) and as (B, H, T, D)
+    otherwise: the gradient then goes back into the projection's layout row by row (a view
+    when the model reshapes it back, no transposing copy)."""
     batch, n_head, t, depth = x.shape
-    n_blocks = -(-t // block)
-    if n_blocks * block == t and x.flags.c_contiguous and x.dtype == dtype:
-        return x.reshape(batch * n_head, n_blocks, block, depth)
-    blocks = np.empty((batch * n_head, n_blocks, block, depth), dtype=dtype)
-    _copy_blocks(x, blocks)
-    return blocks
+    if n_head > 1 and t > 1 and x.strides[2] > x.strides[1]:
+        return np.empty((batch, t, n_head, depth), dtype=dtype).transpose(0, 2, 1, 3)
+    return np.empty(x.shape, dtype=dtype)
 
 
-def _unblocked(x, shape):
-    """Return blocks (B*H, n, block, D) as (B, H, T, D), dropping the padding."""
-    t = shape[2]
-    flat = x.reshape(x.shape[0], -1, x.shape[3])
-    return flat[:, :t].reshape(shape) if flat.shape[1] != t else flat.reshape(shape)
-
-
-def _bias_blocks(bias, t_k: int, dtype):
+def _bias_array(bias, t_k: int, dtype):
     """Return the additive bias as a C-contiguous (b, h, q, Tk) array (b, h, q in {1, full}),
     or a dummy (1, 1, 1, 1) array when there is none."""
     if bias is None:
@@ -334,61 +345,59 @@ def _bias_blocks(bias, t_k: int, dtype):
     return np.array(bias4, dtype=dtype, order="C")
 
 
+class Saved(NamedTuple):
+    """What `forward` keeps for `backward`: the inputs as the kernels read them (views of the
+    caller's arrays when `_readable`), the output, one log-sum-exp per query row (B*H, Tq), the
+    mask and scale, and the block lengths of the query and key sides."""
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    out: np.ndarray
+    lse: np.ndarray
+    bias: np.ndarray | None
+    causal: bool
+    scale: float
+    block_q: int
+    block_k: int
+
+
 def forward(q, k, v, bias, causal: bool, scale: float):
-    """Return (out (B, H, Tq, D), saved): what backward needs, the blocked inputs, the output
-    (laid out in memory as (B, Tq, H, D) when blocked) and the log-sum-exp per row (B*H, padded
-    Tq); see attention_reference for the semantics."""
+    """Return (out (B, H, Tq, D), Saved); see attention_reference for the semantics. The output
+    is laid out in memory as (B, Tq, H, D): the model's next step, the heads back side by side,
+    (B, Tq, H * D), is then a view and not a copy."""
     dtype = np.dtype(q.dtype)
-    t_q, t_k = q.shape[2], k.shape[2]
-    if t_q <= FEW_ROWS:  # decoding: no blocks, no BLAS (lse's layout is the blocked one's, Tq <= BLOCK)
-        out = np.empty(q.shape, dtype=dtype)
-        lse = np.empty((q.shape[0] * q.shape[1], t_q), dtype=dtype)
-        bias_array = _bias_blocks(bias, t_k, dtype)
-        # contiguous copies: a KV cache's keys are a strided view, on which the loops ran 3.5x slower
+    batch, n_head, t_q, depth = q.shape
+    t_k = k.shape[2]
+    out = np.empty((batch, t_q, n_head, depth), dtype=dtype).transpose(0, 2, 1, 3)
+    lse = np.empty((batch * n_head, t_q), dtype=dtype)
+    bias_array = _bias_array(bias, t_k, dtype)
+    block_q, block_k = _block_size(t_q), _block_size(t_k)
+    if t_q <= FEW_ROWS:  # decoding: no BLAS
+        # contiguous copies (which backward, if any, reads as they are): a KV cache's keys are a
+        # strided view, on which the loops ran 3.5x slower
         q, k, v = (np.ascontiguousarray(x, dtype=dtype) for x in (q, k, v))
         work = q.size * t_k  # B * H * Tq * D * Tk multiply-adds for the scores, as many for P V
         kernel = _forward_rows_serial if work <= SERIAL_WORK else _forward_rows
-        kernel(
-            q,
-            k,
-            v,
-            dtype.type(scale),
-            bias_array,
-            bias is not None,
-            bool(causal),
-            constants(dtype),
-            int_like(dtype),
-            out,
-            lse,
-        )
-        # blocked only if backward runs: a decoding step would copy its whole KV cache for nothing
-        return out, (None, (q, k, v), q.shape, k.shape, bias, causal, scale, lse, out)
-    qb = _blocked(q, _block_size(t_q), dtype)
-    kb = _blocked(k, _block_size(t_k), dtype)
-    vb = _blocked(v, _block_size(t_k), dtype)
-    batch, n_head, _, depth = q.shape
-    # (B, H, Tq, D) in the memory order (B, Tq, H, D): the model's next step, heads back side by
-    # side, (B, Tq, H * D), is then a view and not a copy
-    out = np.empty((batch, t_q, n_head, depth), dtype=dtype).transpose(0, 2, 1, 3)
-    lse = np.empty((qb.shape[0], qb.shape[1] * qb.shape[2]), dtype=dtype)
-    args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), n_head)
-    with _blas_single_thread():
-        _forward(qb, kb, vb, *args, constants(dtype), int_like(dtype), out, lse)
-    return out, ((qb, kb, vb), None, q.shape, k.shape, bias, causal, scale, lse, out)
+        kernel(q, k, v, dtype.type(scale), bias_array, bias is not None, bool(causal), constants(dtype),
+               int_like(dtype), out, lse)  # fmt: skip
+    else:
+        q, k, v = (_readable(x, dtype) for x in (q, k, v))
+        with _blas_single_thread():
+            _forward(q, k, v, block_q, block_k, dtype.type(scale), bias_array, bias is not None, bool(causal),
+                     constants(dtype), int_like(dtype), _BLAS_INTS, out, lse)  # fmt: skip
+    return out, Saved(q, k, v, out, lse, bias, bool(causal), scale, block_q, block_k)
 
 
-def backward(saved, grad_out):
+def backward(saved: Saved, grad_out):
     """Return (dq, dk, dv) (shapes of q, k, v) from what forward saved."""
-    blocks, unblocked, q_shape, k_shape, bias, causal, scale, lse, out = saved
-    dtype = np.dtype(lse.dtype)
-    t_q, t_k = q_shape[2], k_shape[2]
-    if blocks is None:
-        q, k, v = unblocked
-        blocks = tuple(_blocked(x, _block_size(t), dtype) for x, t in ((q, t_q), (k, t_k), (v, t_k)))
-    qb, kb, vb = blocks
-    grad_out_b = _blocked(np.broadcast_to(grad_out, q_shape), _block_size(t_q), dtype)
-    dq, dk, dv = np.empty_like(qb), np.empty_like(kb), np.empty_like(vb)
-    args = (t_q, t_k, dtype.type(scale), _bias_blocks(bias, t_k, dtype), bias is not None, bool(causal), q_shape[1])
+    q, k, v = saved.q, saved.k, saved.v
+    dtype = np.dtype(q.dtype)
+    grad_out = _readable(np.broadcast_to(grad_out, q.shape), dtype)
+    dq, dk, dv = _empty_like(q, dtype), _empty_like(k, dtype), _empty_like(v, dtype)
+    bias = saved.bias
     with _blas_single_thread():
-        _backward(qb, kb, vb, out, grad_out_b, lse, *args, constants(dtype), int_like(dtype), dq, dk, dv)
-    return _unblocked(dq, q_shape), _unblocked(dk, k_shape), _unblocked(dv, k_shape)
+        _backward(q, k, v, saved.out, grad_out, saved.lse, saved.block_q, saved.block_k, dtype.type(saved.scale),
+                  _bias_array(bias, k.shape[2], dtype), bias is not None, saved.causal, constants(dtype),
+                  int_like(dtype), _BLAS_INTS, dq, dk, dv)  # fmt: skip
+    return dq, dk, dv

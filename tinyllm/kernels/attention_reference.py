@@ -38,6 +38,8 @@ def probabilities(xp, q, k, bias, causal: bool, scale: float):
         t_q, t_k = q.shape[2], k.shape[2]
         allowed = xp.arange(t_q)[:, None] >= xp.arange(t_k)[None, :]  # (Tq, Tk)
         scores = xp.where(allowed, scores, xp.asarray(-math.inf, dtype=scores.dtype))
+    if scores.shape[-1] == 0:  # no keys: no probabilities, and probs @ v is zeros
+        return scores
     row_max = xp.max(scores, axis=-1, keepdims=True)  # (B, H, Tq, 1)
     row_max = xp.where(xp.isfinite(row_max), row_max, xp.zeros_like(row_max))  # all -inf -> 0
     probs = xp.exp(scores - row_max)  # (B, H, Tq, Tk); exp(-inf) = 0 for masked keys

@@ -72,6 +72,7 @@ def _find_gemm():
 _sgemm_address, _dgemm_address, _INT, BLAS = _find_gemm()
 binding.add_symbol(_SYMBOLS[0], _sgemm_address)
 binding.add_symbol(_SYMBOLS[1], _dgemm_address)
+BLAS_INTS = np.empty(0, dtype=_INT)  # of the GEMM's integer type: callers' `ints` workspaces are made like it
 _FORTRAN_GEMM = types.void(*[types.voidptr] * 13)  # every argument by reference
 _sgemm = types.ExternalFunction(_SYMBOLS[0], _FORTRAN_GEMM)
 _dgemm = types.ExternalFunction(_SYMBOLS[1], _FORTRAN_GEMM)
@@ -79,12 +80,12 @@ _N, _T = 78, 84  # "N" and "T", BLAS's transpose flags
 
 
 @njit(inline="always")
-def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, ints):
+def gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, ints):
     """c = op(a) @ op(b) + beta * c for row-major matrices given by their first element (a, b, c
     arrays starting there) and leading dimensions; ints is a workspace of BLAS's integer type.
 
     Row-major c is column-major c.T = op(b).T @ op(a).T: the Fortran GEMM is called with the
-    operands swapped."""
+    operands swapped. The fused attention calls it too, on blocks of rows read in place."""
     flags = np.empty(2, np.uint8)
     flags[0] = _T if trans_b else _N
     flags[1] = _T if trans_a else _N
@@ -117,7 +118,7 @@ def _row_panels(a, b, trans_b, bias, has_bias, out, ints):
                 for r in range(start, stop):
                     for c in range(cols):
                         out[r, c] = bias[c]
-            _gemm(False, trans_b, stop - start, cols, inner, a[start], inner, b, b.shape[1],
+            gemm(False, trans_b, stop - start, cols, inner, a[start], inner, b, b.shape[1],
                   1.0 if has_bias else 0.0, out[start], cols, ints[p])  # fmt: skip
 
 
@@ -132,7 +133,7 @@ def _transposed_panels(a_t, b, out, bias_grad, has_bias, ints):
     for p in prange(n_panels):
         start, stop = p * step, min(rows, (p + 1) * step)
         if start < stop:
-            _gemm(True, False, stop - start, cols, inner, a_t[0, start:], rows, b, cols, 0.0, out[start], cols,
+            gemm(True, False, stop - start, cols, inner, a_t[0, start:], rows, b, cols, 0.0, out[start], cols,
                   ints[p])  # fmt: skip
             if has_bias:
                 total = bias_grad[start:stop]

@@ -62,7 +62,9 @@ def scaled_dot_product_attention(
         raise ShapeError(f"attention shapes do not fit: q {q.shape}, k {k.shape}, v {v.shape}")
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in ("float16", "float32", "float64"):
         raise DTypeError(f"attention needs q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0  # D = 0: an empty output, any scale
+    scale = float(scale)
     bias = None
     if attn_mask is not None:
         _check_mask(attn_mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
