@@ -242,3 +242,23 @@ def test_adamw_kernel_gives_nan_for_a_zero_divisor_as_pytorch_does():
     arrays = [np.zeros(5, np.float32) for _ in range(4)]
     adamw_cpu.update(*arrays, 1, 1e-3, 0.9, 0.99, 0.0, 0.0)
     assert np.isnan(arrays[0]).all()
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float32", 3e-7), ("float64", 2e-14)])
+def test_vector_exp_is_exp_within_its_documented_accuracy(dtype, tolerance):
+    """The polynomial exp of the fused attention and cross-entropy, shorter in float32 than in
+    float64, against exp in float64 of the very differences it exponentiates: the whole range
+    a softmax sees (down to the underflow cut, where it gives 0), and -inf (a masked score)."""
+    from tinyllm.kernels.vector_exp import constants, exp_rows, int_like
+
+    rng = np.random.default_rng(0)
+    s = np.concatenate([rng.uniform(-90, 0, (8, 200)), rng.uniform(-1, 0, (8, 200))]).astype(dtype)
+    s[0, :3] = (-np.inf, 0.0, -87.5)
+    shift = rng.uniform(-2, 2, 16).astype(dtype)
+    x = (s - shift[:, None]).astype(np.float64)  # the differences, rounded as the kernel rounds them
+    powers = np.empty(s.shape[1], dtype=dtype)
+    exp_rows(s, shift, constants(dtype), powers.view(int_like(dtype).dtype), powers)
+    want = np.where(x >= -87.0, np.exp(x), 0.0)
+    live = want > 0
+    assert np.all(s[~live] == 0)
+    assert np.max(np.abs(s[live] - want[live]) / want[live]) < tolerance

@@ -32,8 +32,8 @@ How it is fast:
   row-by-row copy (or a view) and not a transposing one;
 - each head's backward task computes its rowsum(dO * O) and zeroes and scales its dq itself;
 - this Numba has no SVML, so `np.exp` in a loop is a scalar libm call: `vector_exp.exp_rows` is a
-  polynomial exp (range reduction by ln 2, degree-11 Taylor, 2^k written as exponent bits) whose
-  loops LLVM vectorizes, accurate to ~1e-15 relative, which float64 needs.
+  polynomial exp (range reduction by ln 2, a Taylor polynomial of degree 11 in float64 and 7 in
+  float32, 2^k written as exponent bits) whose loops LLVM vectorizes.
 """
 
 from __future__ import annotations
