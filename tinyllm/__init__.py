@@ -26,7 +26,7 @@ from tinyllm.errors import (
     UnsupportedError,
 )
 
-__version__ = "0.7.0"
+__version__ = "0.7.1"
 
 # The engine's names are imported on first use (PEP 562): importing the backend loads NumPy and
 # Numba (seconds), which `tinyllm --help` or `tinyllm --version` never need.
