@@ -272,7 +272,8 @@ def test_fused_kernel_reads_the_projection_in_place_and_writes_gradients_in_its_
 )
 def test_fused_kernel_copies_what_blas_cannot_read_in_place(view):
     """Views whose rows BLAS cannot take as one matrix with a leading dimension (time reversed,
-    a stride of 0, a cast, D not contiguous) give torch's results all the same."""
+    a time step of stride 0, a cast, D not contiguous) are copied; heads broadcast (stride 0
+    between heads, rows intact) are read in place. Each gives torch's results."""
     rng = np.random.default_rng(6)
     base = rng.standard_normal((2, 3, 70, 32))
     q, k, v, grad_out = (rng.standard_normal((2, 3, 70, 16)) for _ in range(4))

@@ -313,8 +313,9 @@ def _readable(x, dtype):
     In place means: of dtype, D contiguous and the T axis at a stride of at least D elements, so
     that each head's (T, D) matrix is one BLAS operand with that stride as its leading dimension.
     q, k, v cut from one projection (B, T, 3, H, D) and permuted are such views; so is the
-    gradient of the output as the model's backward hands it over. A broadcast or reversed
-    array is copied."""
+    gradient of the output as the model's backward hands it over, and so are heads broadcast
+    from fewer (their stride 0 is never a leading dimension). An array broadcast or reversed
+    along T, cast, or strided along D is copied."""
     item = dtype.itemsize
     t, depth = x.shape[2], x.shape[3]
     t_stride, d_stride = x.strides[2], x.strides[3]

@@ -60,6 +60,7 @@ from tinyllm.ops import (
     var,
     where,
 )
+from tinyllm.ops.attention import default_scale
 from tinyllm.ops.attention import scaled_dot_product_attention as _attention
 from tinyllm.ops.signature import normalize_dim, torch_signature
 from tinyllm.validate import check_choice, check_float, check_int
@@ -277,10 +278,7 @@ def scaled_dot_product_attention(
             raise ShapeError(f"enable_gqa: {q.shape[1]} query heads are not a multiple of {k.shape[1]} key heads")
         k, v = _repeat_heads(k, q.shape[1] // k.shape[1]), _repeat_heads(v, q.shape[1] // v.shape[1])
     mask = None if attn_mask is None else _mask_as_heads(attn_mask, lead, query.shape[-2], key.shape[-2])
-    if scale is None:
-        scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0  # E = 0: an empty output
-    else:
-        scale = check_float("scale", scale)
+    scale = default_scale(query.shape[-1]) if scale is None else check_float("scale", scale)
     if dropout_p > 0.0 or k.shape != v.shape:
         out = _attention_with_dropout(q, k, v, mask, dropout_p, is_causal, scale)  # (B, H, L, Ev)
     else:

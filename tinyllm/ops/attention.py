@@ -38,6 +38,12 @@ class ScaledDotProductAttention(Function):
         return self.kernel.backward(self.saved, grad)
 
 
+def default_scale(depth: int) -> float:
+    """1 / sqrt(D), the scale of the scores when none is given; any scale for D = 0 (the output
+    is then empty)."""
+    return 1.0 / math.sqrt(depth) if depth else 1.0
+
+
 def _check_mask(mask: Tensor, target: tuple) -> None:
     fits = mask.ndim <= 4 and all(m in (1, t) for m, t in zip(reversed(mask.shape), reversed(target)))
     if not fits:
@@ -62,9 +68,7 @@ def scaled_dot_product_attention(
         raise ShapeError(f"attention shapes do not fit: q {q.shape}, k {k.shape}, v {v.shape}")
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in ("float16", "float32", "float64"):
         raise DTypeError(f"attention needs q, k, v of one float dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0  # D = 0: an empty output, any scale
-    scale = float(scale)
+    scale = default_scale(q.shape[-1]) if scale is None else float(scale)
     bias = None
     if attn_mask is not None:
         _check_mask(attn_mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
